@@ -1,0 +1,1 @@
+"""Server plumbing shared by every service: config, logging, errors, auth, metrics, lifecycle."""

@@ -1,0 +1,48 @@
+"""structlog configured once: JSON off a TTY, console on one, UTC ISO timestamps, context vars.
+
+Unit ids and attribute values never go to logs in clear: use ``redact`` for anything that
+identifies a person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+
+import structlog
+
+__all__ = ["configure", "redact"]
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS["error"] = logging.ERROR
+
+
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    """Set up structlog for a server process; ``fmt`` is auto, json or console."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    if use_json:
+        processors.append(structlog.processors.dict_tracebacks)
+    processors.append(renderer)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def redact(value: str) -> str:
+    """A short stable pseudonym for an identifier, so logs can be correlated without it."""
+    return "h:" + hashlib.blake2b(value.encode("utf-8"), digest_size=6).hexdigest()
