@@ -1,0 +1,1 @@
+"""The catalog domain: definitions, their validation, versions, audit and snapshots."""

@@ -1,0 +1,8 @@
+"""Python client for Ensayo's services: channels with API keys, deadlines and retries."""
+
+from __future__ import annotations
+
+from ensayo.client.catalog import CatalogClient
+from ensayo.client.channel import open_channel
+
+__all__ = ["CatalogClient", "open_channel"]

@@ -1,0 +1,1 @@
+"""Redis adapters: snapshots, and (later) sticky assignments, bandit state, counters, streams."""

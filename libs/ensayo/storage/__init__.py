@@ -1,0 +1,1 @@
+"""SQL adapters (SQLAlchemy 2 Core): schema, migrations and repositories."""

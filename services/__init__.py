@@ -1,0 +1,1 @@
+"""Ensayo's gRPC services, one package each; behaviour lives in ``ensayo.*``."""

@@ -1,0 +1,1 @@
+"""The analysis service: event intake and experiment, holdout and policy reports."""

@@ -1,0 +1,1 @@
+"""The assignment service: A/B/n bucketing, holdouts, layers, targeting, sticky, bandits."""

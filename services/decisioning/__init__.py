@@ -1,0 +1,1 @@
+"""The decisioning service: next-best-action with rules, contact policies and exploration."""

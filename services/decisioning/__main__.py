@@ -1,0 +1,7 @@
+"""``python -m services.decisioning``."""
+
+from __future__ import annotations
+
+from services.decisioning.server import main
+
+raise SystemExit(main())

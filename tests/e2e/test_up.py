@@ -1,0 +1,164 @@
+"""``ensayo up`` on loopback: four services as processes, a private Redis, the CLI against them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ensayo.v1 import catalog_service_pb2 as c
+from ensayo.v1 import catalog_service_pb2_grpc as cg
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ENSAYO = [sys.executable, "-m", "ensayo.cli.main"]
+SERVICES = ("assignment", "decisioning", "analysis", "catalog")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENSAYO_")}
+    for service in SERVICES:
+        env[f"ENSAYO_{service.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"
+        env[f"ENSAYO_{service.upper()}_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
+    env["ENSAYO_LOG_FORMAT"] = "json"
+    return env
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH")
+    env = _env(tmp_path)
+    process = subprocess.Popen(
+        [*ENSAYO, "up", "--workdir", str(tmp_path / "state")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.strip().startswith("logs"):
+            break
+    assert any("Ensayo is up" in line for line in lines), "".join(lines)
+    yield process, env
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _cli(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ENSAYO, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+class TestEnsayoUp:
+    def test_up_apply_get_and_stop(self, platform) -> None:
+        """Four services become SERVING; the CLI applies and reads; Ctrl-C stops all cleanly."""
+        process, env = platform
+        for service in SERVICES:
+            with grpc.insecure_channel(env[f"ENSAYO_{service.upper()}_ADDR"]) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=5
+                )
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        applied = _cli(env, "apply", "-f", "examples/checkout.yaml")
+        assert applied.returncode == 0, applied.stderr
+        assert "experiment/checkout-button applied (version 1)" in applied.stdout
+        got = _cli(env, "get", "experiment", "checkout-button", "-o", "json")
+        assert got.returncode == 0, got.stderr
+        assert '"state": "running"' in got.stdout
+        listed = _cli(env, "get", "metrics")
+        assert "key: purchase" in listed.stdout and "key: revenue" in listed.stdout
+        audit = _cli(env, "get", "audit")
+        assert audit.stdout.count("operation: create") == 7
+        # a client holding only the protos sees the same through gRPC
+        with grpc.insecure_channel(env["ENSAYO_CATALOG_ADDR"]) as channel:
+            stub = cg.CatalogServiceStub(channel)
+            assert stub.GetHoldout(c.GetHoldoutRequest(key="global")).holdout.fraction == 0.05
+        bad = _cli(env, "get", "experiment", "ghost")
+        assert bad.returncode == 1
+        assert "NOT_FOUND" in bad.stderr
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        rest = process.stdout.read() if process.stdout else ""
+        assert "stopping" in rest
+
+    def test_definitions_survive_a_full_restart(self, tmp_path) -> None:
+        """Stopping and starting `ensayo up` on the same workdir keeps the catalog."""
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not on PATH")
+        env = _env(tmp_path)
+        workdir = str(tmp_path / "state")
+        for round_ in range(2):
+            process = subprocess.Popen(
+                [*ENSAYO, "up", "--workdir", workdir],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert process.stdout is not None
+                for line in process.stdout:
+                    if line.strip().startswith("logs"):
+                        break
+                if round_ == 0:
+                    assert _cli(env, "apply", "-f", "examples/checkout.yaml").returncode == 0
+                else:
+                    got = _cli(env, "get", "layer", "checkout")
+                    assert got.returncode == 0 and "key: checkout" in got.stdout
+            finally:
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(30) == 0
+
+
+class TestServe:
+    def test_non_loopback_without_keys_exits_non_zero(self, tmp_path) -> None:
+        """A server asked to bind 0.0.0.0 with no keys file refuses, clearly, with exit 2."""
+        env = _env(tmp_path)
+        env["ENSAYO_ASSIGNMENT_ADDR"] = "0.0.0.0:0"
+        result = _cli(env, "serve", "assignment")
+        assert result.returncode == 2
+        assert "refusing to bind a non-loopback address" in result.stderr
+
+    def test_sigterm_drains_and_exits_zero(self, tmp_path) -> None:
+        """SIGTERM: health goes NOT_SERVING, the server stops, the process exits 0."""
+        env = _env(tmp_path)
+        process = subprocess.Popen(
+            [*ENSAYO, "serve", "decisioning"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            from ensayo.cli.local import wait_serving
+
+            wait_serving(env["ENSAYO_DECISIONING_ADDR"], 30)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+            output = process.stdout.read() if process.stdout else ""
+            assert '"event": "shutdown_requested"' in output
+            assert '"event": "server_stopped"' in output
+        finally:
+            if process.poll() is None:
+                process.kill()
