@@ -1,0 +1,1 @@
+"""Events: what units did or were shown (exposures, decisions, outcomes, conversions)."""

@@ -1,0 +1,98 @@
+"""The event model shared by intake, exposure logging and decision logs.
+
+Validation and reserved names (``$exposure``, ``$decision``, ``$outcome``) live here too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ensayo.catalog.model import JsonObject
+from ensayo.errors import FieldViolation, InvalidArgument
+
+__all__ = [
+    "DECISION",
+    "EXPOSURE",
+    "MAX_EVENTS_PER_CALL",
+    "OUTCOME",
+    "Event",
+    "exposure_id",
+    "validate_events",
+]
+
+EXPOSURE = "$exposure"
+# A delivered decision: event_id = decision_id; properties hold channel, placement, context,
+# candidates and the chosen actions with their propensities (see the decisioning service).
+DECISION = "$decision"
+# An outcome reported through DecisioningService.ReportOutcome: value = reward.
+OUTCOME = "$outcome"
+MAX_EVENTS_PER_CALL = 10_000
+_MAX_ID = 256
+_MAX_UNIT = 512
+_MAX_NAME = 128
+_MAX_FUTURE = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing a unit did or was shown; ``event_id`` makes it idempotent."""
+
+    event_id: str
+    unit_id: str
+    name: str
+    time: datetime
+    value: float = 1.0
+    experiment_key: str = ""
+    experiment_version: int = 0
+    variant_key: str = ""
+    probability: float = 0.0
+    decision_id: str = ""
+    properties: JsonObject = field(default_factory=dict)
+    allocation_version: int = 0
+
+
+def exposure_id(experiment_key: str, experiment_version: int, unit_id: str) -> str:
+    """The contract's exposure id: repeated exposures of a unit to one version collapse."""
+    return f"{EXPOSURE}:{experiment_key}:{experiment_version}:{unit_id}"
+
+
+def _check(event: Event, path: str, now: datetime, out: list[FieldViolation]) -> None:
+    def bad(name: str, reason: str) -> None:
+        out.append(FieldViolation(f"{path}.{name}", reason))
+
+    for name, value, limit in (
+        ("event_id", event.event_id, _MAX_ID),
+        ("unit_id", event.unit_id, _MAX_UNIT),
+        ("name", event.name, _MAX_NAME),
+    ):
+        if not value:
+            bad(name, "required")
+        elif len(value) > limit:
+            bad(name, f"must be at most {limit} characters")
+    if not math.isfinite(event.value):
+        bad("value", "must be finite")
+    if not 0 <= event.probability <= 1:
+        bad("probability", "must be in [0, 1]")
+    if event.time - now > _MAX_FUTURE:
+        bad("time", "must not be more than 1 day in the future")
+    if event.experiment_version < 0:
+        bad("experiment_version", "must be >= 0")
+    if event.name == EXPOSURE:
+        if not event.experiment_key:
+            bad("experiment_key", "required for $exposure")
+        if not event.variant_key:
+            bad("variant_key", "required for $exposure")
+
+
+def validate_events(events: list[Event], now: datetime, root: str = "events") -> None:
+    """Raise one InvalidArgument naming every bad event field (``events[3].value``)."""
+    if not events:
+        raise InvalidArgument(root, "at least one event is required")
+    violations: list[FieldViolation] = []
+    for i, event in enumerate(events):
+        _check(event, f"{root}[{i}]", now, violations)
+    if violations:
+        first, *rest = violations
+        raise InvalidArgument(first.field, first.reason, *rest)

@@ -1,0 +1,46 @@
+"""Event intake: validate, append durably with de-duplication, hand new events to observers.
+
+Observers are, for instance, the bandit reward path of the assignment service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ensayo.catalog.ports import Clock
+from ensayo.errors import ResourceExhausted
+from ensayo.events.model import MAX_EVENTS_PER_CALL, Event, validate_events
+from ensayo.events.ports import EventLog, EventObserver
+
+__all__ = ["EventIntake", "TrackResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResult:
+    """How many events were new and how many repeated an event_id already stored."""
+
+    accepted: int
+    duplicates: int
+
+
+class EventIntake:
+    """The Track use case; all or nothing for validation, exactly once per event id."""
+
+    def __init__(self, log: EventLog, observers: Sequence[EventObserver], clock: Clock) -> None:
+        self._log = log
+        self._observers = tuple(observers)
+        self._clock = clock
+
+    def track(self, events: list[Event]) -> TrackResult:
+        """Validate every event, append them, notify observers of the new ones."""
+        if len(events) > MAX_EVENTS_PER_CALL:
+            raise ResourceExhausted("events", f"at most {MAX_EVENTS_PER_CALL} events per call")
+        now: datetime = self._clock()
+        validate_events(events, now)
+        fresh_flags = self._log.append(events)
+        fresh = [e for e, new in zip(events, fresh_flags, strict=True) if new]
+        for observer in self._observers:
+            observer.observe(fresh)
+        return TrackResult(accepted=len(fresh), duplicates=len(events) - len(fresh))
