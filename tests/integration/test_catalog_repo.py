@@ -151,3 +151,24 @@ class TestRepository:
         listed = repo.list(Kind.LAYER, "", 10)
         assert [(x.key, x.version) for x in listed] == [("a", 2), ("b", 1), ("c", 1)]
         assert [x.key for x in repo.list(Kind.LAYER, "a", 10)] == ["b", "c"]
+
+
+class TestMigrations:
+    def test_concurrent_migrations_do_not_collide(self, database_url) -> None:
+        """Four replicas migrating the same empty database at once all succeed."""
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                sql.migrate(sql.create(database_url))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        repo = SqlCatalogRepository(sql.create(database_url))
+        assert repo.list(Kind.LAYER, "", 10) == []

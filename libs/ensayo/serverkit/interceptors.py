@@ -70,7 +70,9 @@ class _Call:
         elapsed = time.perf_counter() - self.start
         self.owner.metrics.in_flight.labels(self.owner.service).dec()
         self.owner.metrics.observe(self.method, self.code, elapsed)
-        _log.info("rpc_finished", code=self.code, duration_ms=round(elapsed * 1000, 3))
+        # Successful calls log at debug: on a hot path metrics count them; failures stand out.
+        log = _log.debug if self.code == "OK" else _log.info
+        log("rpc_finished", code=self.code, duration_ms=round(elapsed * 1000, 3))
         structlog.contextvars.clear_contextvars()
 
 

@@ -40,10 +40,19 @@ def create(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+_MIGRATION_LOCK = 0x656E7361  # "ensa": one advisory lock id for every Ensayo migration
+
+
 def migrate(engine: Engine) -> None:
-    """Upgrade the database to the newest schema (idempotent)."""
+    """Upgrade the database to the newest schema (idempotent, safe to run from many replicas).
+
+    On PostgreSQL a transaction-scoped advisory lock serialises concurrent upgrades; SQLite's
+    ``BEGIN IMMEDIATE`` does the same.
+    """
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
