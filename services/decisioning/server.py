@@ -1,35 +1,72 @@
-"""Decisioning server (skeleton: health, reflection and metrics; RPCs answer UNIMPLEMENTED)."""
+"""Decisioning server: ``create_server`` for tests, ``main`` for ``ensayo serve decisioning``."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 
-from ensayo.serverkit.config import ServerConfig
+from ensayo.decisioning.model import DecisioningSettings
+from ensayo.serverkit.config import ConfigError, ServerConfig
 from ensayo.serverkit.runner import run_service
 from ensayo.serverkit.server import RunningServer, start_server
 from ensayo.v1 import decisioning_service_pb2, decisioning_service_pb2_grpc
+from services.decisioning import bootstrap
+from services.decisioning.config import settings_from_env
+from services.decisioning.servicer import DecisioningServicer
 
 __all__ = ["create_server", "main"]
 
 
-def create_server(config: ServerConfig, **kwargs: object) -> RunningServer:
-    """Start serving the decisioning contract."""
+def create_server(
+    config: ServerConfig,
+    *,
+    settings: DecisioningSettings | None = None,
+    **kwargs: Any,
+) -> RunningServer:
+    """Wire decisioning (needs ``ENSAYO_REDIS_URL``) and start serving it.
+
+    ``clock`` and ``ids`` in ``kwargs`` go to ``bootstrap.build``, the rest to
+    ``start_server``.
+    """
+    wiring = {k: kwargs.pop(k) for k in ("clock", "ids") if k in kwargs}
+    decisioning = bootstrap.build(config, settings or DecisioningSettings(), **wiring)
 
     def register(server: grpc.Server) -> Sequence[str]:
         decisioning_service_pb2_grpc.add_DecisioningServiceServicer_to_server(
-            decisioning_service_pb2_grpc.DecisioningServiceServicer(),  # type: ignore[abstract]  # skeleton
-            server,
+            DecisioningServicer(decisioning.usecases), server
         )
         return [
             decisioning_service_pb2.DESCRIPTOR.services_by_name["DecisioningService"].full_name
         ]
 
-    return start_server(config, register, **kwargs)  # type: ignore[arg-type]
+    try:
+        running = start_server(config, register, **kwargs)
+    except BaseException:
+        decisioning.close()
+        raise
+    running.on_stop.append(decisioning.close)
+    return running
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
-    """Serve until SIGTERM."""
-    return run_service("decisioning", os.environ if env is None else env, create_server)
+    """Serve decisioning until SIGTERM; exit 2 on bad settings or without Redis."""
+    source = os.environ if env is None else env
+    if not source.get("ENSAYO_REDIS_URL"):
+        print(
+            "ensayo decisioning: ENSAYO_REDIS_URL is required (contact counters, models and "
+            "the decision log live in Redis); set it to a redis:// URL",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = settings_from_env(source)
+    except ConfigError as exc:
+        print(f"ensayo decisioning: {exc}", file=sys.stderr)
+        return 2
+    return run_service(
+        "decisioning", source, lambda config: create_server(config, settings=settings)
+    )

@@ -139,9 +139,10 @@ class TestServe:
         assert result.returncode == 2
         assert "refusing to bind a non-loopback address" in result.stderr
 
-    def test_sigterm_drains_and_exits_zero(self, tmp_path) -> None:
+    def test_sigterm_drains_and_exits_zero(self, tmp_path, redis_url) -> None:
         """SIGTERM: health goes NOT_SERVING, the server stops, the process exits 0."""
         env = _env(tmp_path)
+        env["ENSAYO_REDIS_URL"] = redis_url
         process = subprocess.Popen(
             [*ENSAYO, "serve", "decisioning"],
             env=env,

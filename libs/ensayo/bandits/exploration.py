@@ -508,8 +508,11 @@ def _batch_inclusion(
         # One shared sampler: every row has the same distribution, so one estimate.
         values, errors, _ = _row_inclusion(spec, scores[0], m, streams.shared, streams.samplers[0])
         return np.broadcast_to(values, (n, k)), np.broadcast_to(errors, (n, k)), False
-    distinct, inverse = np.unique(scores, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    if n == 1:  # one decision: nothing to de-duplicate, and np.unique(axis=0) is costly
+        distinct, inverse = scores, np.zeros(1, dtype=np.intp)
+    else:
+        distinct, inverse = np.unique(scores, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
     if monte_carlo:
         results = [_row_inclusion(spec, row, m, streams.shared, None) for row in distinct]
         values = np.stack([r[0] for r in results])

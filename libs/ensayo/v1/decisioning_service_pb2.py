@@ -26,7 +26,7 @@ from ensayo.v1 import common_pb2 as ensayo_dot_v1_dot_common__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#ensayo/v1/decisioning_service.proto\x12\tensayo.v1\x1a\x16\x65nsayo/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x86\x02\n\rDecideRequest\x12\x1d\n\x04unit\x18\x01 \x01(\x0b\x32\x0f.ensayo.v1.Unit\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x11\n\tplacement\x18\x03 \x01(\t\x12\x18\n\x0bmax_actions\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x36\n\x07\x63ontext\x18\x05 \x03(\x0b\x32%.ensayo.v1.DecideRequest.ContextEntry\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_max_actions\"\x9e\x01\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12(\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x17.ensayo.v1.RankedAction\x12\x0f\n\x07holdout\x18\x03 \x01(\x08\x12\x13\n\x0bholdout_key\x18\x04 \x01(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x03\x12\x0f\n\x07unit_id\x18\x06 \x01(\t\"\xb5\x01\n\x0cRankedAction\x12\x12\n\naction_key\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\npropensity\x18\x03 \x01(\x01\x12\x16\n\x0e\x65xpected_value\x18\x04 \x01(\x01\x12,\n\x0b\x65xplanation\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"a\n\x14ReportOutcomeRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\naction_key\x18\x02 \x01(\t\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\"*\n\x15ReportOutcomeResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"\xed\x02\n\x12\x44\x65\x63ideBatchRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x11\n\tplacement\x18\x02 \x01(\t\x12\x18\n\x0bmax_actions\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x05units\x18\x04 \x03(\x0b\x32\x0f.ensayo.v1.Unit\x12;\n\x07\x62udgets\x18\x05 \x03(\x0b\x32*.ensayo.v1.DecideBatchRequest.BudgetsEntry\x12;\n\x07\x63ontext\x18\x06 \x03(\x0b\x32*.ensayo.v1.DecideBatchRequest.ContextEntry\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x1a.\n\x0c\x42udgetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_max_actions2\xf2\x01\n\x12\x44\x65\x63isioningService\x12=\n\x06\x44\x65\x63ide\x12\x18.ensayo.v1.DecideRequest\x1a\x19.ensayo.v1.DecideResponse\x12R\n\rReportOutcome\x12\x1f.ensayo.v1.ReportOutcomeRequest\x1a .ensayo.v1.ReportOutcomeResponse\x12I\n\x0b\x44\x65\x63ideBatch\x12\x1d.ensayo.v1.DecideBatchRequest\x1a\x19.ensayo.v1.DecideResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#ensayo/v1/decisioning_service.proto\x12\tensayo.v1\x1a\x16\x65nsayo/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x86\x02\n\rDecideRequest\x12\x1d\n\x04unit\x18\x01 \x01(\x0b\x32\x0f.ensayo.v1.Unit\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x11\n\tplacement\x18\x03 \x01(\t\x12\x18\n\x0bmax_actions\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x36\n\x07\x63ontext\x18\x05 \x03(\x0b\x32%.ensayo.v1.DecideRequest.ContextEntry\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x0f\n\x07\x65xplain\x18\x07 \x01(\x08\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_max_actions\"\xcc\x01\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12(\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x17.ensayo.v1.RankedAction\x12\x0f\n\x07holdout\x18\x03 \x01(\x08\x12\x13\n\x0bholdout_key\x18\x04 \x01(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x03\x12\x0f\n\x07unit_id\x18\x06 \x01(\t\x12,\n\x0b\x65xplanation\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb5\x01\n\x0cRankedAction\x12\x12\n\naction_key\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x12\n\npropensity\x18\x03 \x01(\x01\x12\x16\n\x0e\x65xpected_value\x18\x04 \x01(\x01\x12,\n\x0b\x65xplanation\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"a\n\x14ReportOutcomeRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\naction_key\x18\x02 \x01(\t\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x10\n\x08\x65vent_id\x18\x04 \x01(\t\"*\n\x15ReportOutcomeResponse\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"\xed\x02\n\x12\x44\x65\x63ideBatchRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x11\n\tplacement\x18\x02 \x01(\t\x12\x18\n\x0bmax_actions\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x05units\x18\x04 \x03(\x0b\x32\x0f.ensayo.v1.Unit\x12;\n\x07\x62udgets\x18\x05 \x03(\x0b\x32*.ensayo.v1.DecideBatchRequest.BudgetsEntry\x12;\n\x07\x63ontext\x18\x06 \x03(\x0b\x32*.ensayo.v1.DecideBatchRequest.ContextEntry\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x1a.\n\x0c\x42udgetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a.\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_max_actions2\xf2\x01\n\x12\x44\x65\x63isioningService\x12=\n\x06\x44\x65\x63ide\x12\x18.ensayo.v1.DecideRequest\x1a\x19.ensayo.v1.DecideResponse\x12R\n\rReportOutcome\x12\x1f.ensayo.v1.ReportOutcomeRequest\x1a .ensayo.v1.ReportOutcomeResponse\x12I\n\x0b\x44\x65\x63ideBatch\x12\x1d.ensayo.v1.DecideBatchRequest\x1a\x19.ensayo.v1.DecideResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,19 +44,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECIDEREQUEST_CONTEXTENTRY']._serialized_start=305
   _globals['_DECIDEREQUEST_CONTEXTENTRY']._serialized_end=351
   _globals['_DECIDERESPONSE']._serialized_start=370
-  _globals['_DECIDERESPONSE']._serialized_end=528
-  _globals['_RANKEDACTION']._serialized_start=531
-  _globals['_RANKEDACTION']._serialized_end=712
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=714
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=811
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=813
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=855
-  _globals['_DECIDEBATCHREQUEST']._serialized_start=858
-  _globals['_DECIDEBATCHREQUEST']._serialized_end=1223
-  _globals['_DECIDEBATCHREQUEST_BUDGETSENTRY']._serialized_start=1113
-  _globals['_DECIDEBATCHREQUEST_BUDGETSENTRY']._serialized_end=1159
+  _globals['_DECIDERESPONSE']._serialized_end=574
+  _globals['_RANKEDACTION']._serialized_start=577
+  _globals['_RANKEDACTION']._serialized_end=758
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=760
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=857
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=859
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=901
+  _globals['_DECIDEBATCHREQUEST']._serialized_start=904
+  _globals['_DECIDEBATCHREQUEST']._serialized_end=1269
+  _globals['_DECIDEBATCHREQUEST_BUDGETSENTRY']._serialized_start=1159
+  _globals['_DECIDEBATCHREQUEST_BUDGETSENTRY']._serialized_end=1205
   _globals['_DECIDEBATCHREQUEST_CONTEXTENTRY']._serialized_start=305
   _globals['_DECIDEBATCHREQUEST_CONTEXTENTRY']._serialized_end=351
-  _globals['_DECISIONINGSERVICE']._serialized_start=1226
-  _globals['_DECISIONINGSERVICE']._serialized_end=1468
+  _globals['_DECISIONINGSERVICE']._serialized_start=1272
+  _globals['_DECISIONINGSERVICE']._serialized_end=1514
 # @@protoc_insertion_point(module_scope)

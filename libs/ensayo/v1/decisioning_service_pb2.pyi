@@ -104,6 +104,7 @@ class DecideResponse(_message.Message):
     HOLDOUT_KEY_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
     UNIT_ID_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     """Identifier of the decision; outcomes refer to it."""
     holdout: _builtins.bool
@@ -118,6 +119,13 @@ class DecideResponse(_message.Message):
     def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RankedAction]:
         """The chosen actions, best first."""
 
+    @_builtins.property
+    def explanation(self) -> _struct_pb2.Struct:
+        """With explain: every action of the channel with the funnel stage it reached (not_live,
+        wrong_placement, ineligible, no_consent, excluded, capped, no_slot, holdout, ranked,
+        chosen), the contact policies' counts, and the model and snapshot versions.
+        """
+
     def __init__(
         self,
         *,
@@ -127,10 +135,11 @@ class DecideResponse(_message.Message):
         holdout_key: _builtins.str = ...,
         policy_version: _builtins.int = ...,
         unit_id: _builtins.str = ...,
+        explanation: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["explanation", b"explanation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "decision_id", b"decision_id", "holdout", b"holdout", "holdout_key", b"holdout_key", "policy_version", b"policy_version", "unit_id", b"unit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "decision_id", b"decision_id", "explanation", b"explanation", "holdout", b"holdout", "holdout_key", b"holdout_key", "policy_version", b"policy_version", "unit_id", b"unit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,94 @@
+"""Decisioning's own settings from ``ENSAYO_DECISIONING_*`` variables (pure; main() reads env).
+
+| variable | default | meaning |
+|---|---|---|
+| ``ENSAYO_DECISIONING_MODEL`` | ``beta`` | ``beta`` or ``linear`` (contextual) |
+| ``ENSAYO_DECISIONING_EXPLORATION`` | ``epsilon_greedy`` | or ``softmax``, ``thompson`` |
+| ``ENSAYO_DECISIONING_EPSILON`` | 0.1 | epsilon-greedy's uniform share per slot |
+| ``ENSAYO_DECISIONING_TEMPERATURE`` | 1.0 | softmax temperature, in score units |
+| ``ENSAYO_DECISIONING_UNIFORM_MIX`` | 0 | floor mixture: propensity ≥ mix·m/k |
+| ``ENSAYO_DECISIONING_PROPENSITY_DRAWS`` | 2000 | Monte Carlo draws of estimated propensities |
+| ``ENSAYO_DECISIONING_FEATURES`` | (bias) | linear features, comma-separated: ``hour,tier=vip`` |
+| ``ENSAYO_DECISIONING_UCB_ALPHA`` | 1.0 | LinUCB bonus (linear, not Thompson) |
+| ``ENSAYO_DECISIONING_TS_SCALE`` | 1.0 | linear Thompson sampling's posterior scale |
+| ``ENSAYO_DECISIONING_RIDGE`` | 1.0 | linear model's ridge λ |
+| ``ENSAYO_DECISIONING_PRIOR_ALPHA`` / ``_PRIOR_BETA`` | 1 / 1 | Beta prior of a cold action |
+| ``ENSAYO_DECISIONING_DISCOUNT`` | 1.0 | Beta evidence decay per outcome, (0, 1] |
+| ``ENSAYO_DECISIONING_ON_REDIS_DOWN`` | ``closed`` | ``closed`` (UNAVAILABLE) or ``open`` |
+| ``ENSAYO_DECISIONING_DECISION_TTL_S`` | 604800 | how long outcomes can join a decision |
+| ``ENSAYO_DECISIONING_MODEL_REFRESH_S`` | 1.0 | how often model parameters are reloaded |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from ensayo.bandits import BIAS, ExplorationPolicy, ExplorationSpec, FeatureSpec
+from ensayo.decisioning.model import (
+    DEFAULT_DECISION_TTL_S,
+    DecisioningSettings,
+    FailureMode,
+    ModelKind,
+)
+from ensayo.errors import InvalidArgument
+from ensayo.serverkit.config import ConfigError
+
+__all__ = ["PREFIX", "settings_from_env"]
+
+PREFIX = "ENSAYO_DECISIONING_"
+T = TypeVar("T")
+
+
+def _features(raw: str) -> FeatureSpec:
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    return FeatureSpec(tuple(names if BIAS in names else [BIAS, *names]))
+
+
+def settings_from_env(env: Mapping[str, str]) -> DecisioningSettings:
+    """Read every ``ENSAYO_DECISIONING_*`` setting; ConfigError lists each bad variable."""
+    problems: list[str] = []
+
+    def get(name: str, default: T, parse: Callable[[str], T]) -> T:
+        raw = env.get(PREFIX + name, "")
+        if raw == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except (ValueError, TypeError, InvalidArgument) as exc:
+            problems.append(f"{PREFIX}{name}={raw!r}: {exc}")
+            return default
+
+    exploration = None
+    try:
+        exploration = ExplorationSpec(
+            get("EXPLORATION", ExplorationPolicy.EPSILON_GREEDY, ExplorationPolicy),
+            epsilon=get("EPSILON", 0.1, float),
+            temperature=get("TEMPERATURE", 1.0, float),
+            uniform_mix=get("UNIFORM_MIX", 0.0, float),
+            propensity_draws=get("PROPENSITY_DRAWS", 2000, int),
+        )
+    except InvalidArgument as exc:
+        problems.append(f"{PREFIX}{exc.field.removeprefix('exploration.').upper()}: {exc}")
+    values = {
+        "model": get("MODEL", ModelKind.BETA, ModelKind),
+        "features": get("FEATURES", FeatureSpec((BIAS,)), _features),
+        "ucb_alpha": get("UCB_ALPHA", 1.0, float),
+        "ts_scale": get("TS_SCALE", 1.0, float),
+        "ridge": get("RIDGE", 1.0, float),
+        "prior_alpha": get("PRIOR_ALPHA", 1.0, float),
+        "prior_beta": get("PRIOR_BETA", 1.0, float),
+        "discount": get("DISCOUNT", 1.0, float),
+        "on_redis_down": get("ON_REDIS_DOWN", FailureMode.CLOSED, FailureMode),
+        "decision_ttl_s": get("DECISION_TTL_S", DEFAULT_DECISION_TTL_S, float),
+        "model_refresh_s": get("MODEL_REFRESH_S", 1.0, float),
+    }
+    settings = None
+    if not problems and exploration is not None:
+        try:
+            settings = DecisioningSettings(exploration=exploration, **values)  # type: ignore[arg-type]
+        except InvalidArgument as exc:
+            problems.append(f"{PREFIX}{exc.field.upper()}: {exc}")
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings
