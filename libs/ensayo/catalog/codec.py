@@ -24,10 +24,21 @@ _OUTPUT_ONLY = ("version", "update_time")
 T = TypeVar("T")
 
 
-def encode(obj: object) -> Any:
+_PLAIN = (str, int, float, bool, type(None))
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def encode(obj: object) -> Any:  # noqa: PLR0911  (one branch per type form)
     """A JSON-ready value for a dataclass, enum, datetime, tuple or plain value."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    kind = type(obj)
+    if kind in _PLAIN:  # the common case first: this runs per field on hot paths
+        return obj
+    if hasattr(kind, "__dataclass_fields__"):
+        return {name: encode(getattr(obj, name)) for name in _field_names(kind)}
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, datetime):
