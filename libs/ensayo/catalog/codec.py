@@ -34,7 +34,7 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 def encode(obj: object) -> Any:  # noqa: PLR0911  (one branch per type form)
     """A JSON-ready value for a dataclass, enum, datetime, tuple or plain value."""
-    kind = type(obj)
+    kind: type = type(obj)
     if kind in _PLAIN:  # the common case first: this runs per field on hot paths
         return obj
     if hasattr(kind, "__dataclass_fields__"):
