@@ -1,4 +1,4 @@
-"""Assignment server (skeleton: health, reflection and metrics; RPCs answer UNIMPLEMENTED)."""
+"""Assignment server: ``create_server`` for tests and ``main`` for ``ensayo serve assignment``."""
 
 from __future__ import annotations
 
@@ -6,28 +6,70 @@ import os
 from collections.abc import Mapping, Sequence
 
 import grpc
+from prometheus_client import Counter
 
 from ensayo.serverkit.config import ServerConfig
 from ensayo.serverkit.runner import run_service
 from ensayo.serverkit.server import RunningServer, start_server
 from ensayo.v1 import assignment_service_pb2, assignment_service_pb2_grpc
+from services.assignment import bootstrap
+from services.assignment.config import AssignmentConfig
+from services.assignment.servicer import AssignmentServicer
 
 __all__ = ["create_server", "main"]
 
 
-def create_server(config: ServerConfig, **kwargs: object) -> RunningServer:
-    """Start serving the assignment contract."""
+class _PrometheusSignals:
+    """Degradation signals as Prometheus counters on the server's registry."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+
+    def sticky_degraded(self, experiments: int) -> None:
+        """Count assignments served from the bucket because the sticky store was down."""
+        self._counter.inc(experiments)
+
+
+def create_server(
+    config: ServerConfig, settings: AssignmentConfig | None = None, **kwargs: object
+) -> RunningServer:
+    """Build assignment, start its snapshot and bandit threads, and serve it.
+
+    ``settings`` default to ``AssignmentConfig`` from ``config.redis_url``; without a Redis
+    URL this raises ``ConfigError`` (the service cannot run without Redis).
+    """
+    if settings is None:
+        settings = AssignmentConfig.from_env({"ENSAYO_REDIS_URL": config.redis_url})
+    service = bootstrap.build(config, settings)
 
     def register(server: grpc.Server) -> Sequence[str]:
         assignment_service_pb2_grpc.add_AssignmentServiceServicer_to_server(
-            assignment_service_pb2_grpc.AssignmentServiceServicer(),  # type: ignore[abstract]  # skeleton
-            server,
+            AssignmentServicer(service.usecases), server
         )
         return [assignment_service_pb2.DESCRIPTOR.services_by_name["AssignmentService"].full_name]
 
-    return start_server(config, register, **kwargs)  # type: ignore[arg-type]
+    service.start()
+    try:
+        running = start_server(config, register, **kwargs)  # type: ignore[arg-type]
+    except BaseException:
+        service.close()
+        raise
+    degraded = Counter(
+        "ensayo_assignment_sticky_degraded",
+        "Sticky or bandit assignments served from the deterministic bucket, not stored, "
+        "because Redis was unreachable.",
+        registry=running.metrics.registry,
+    )
+    service.usecases.signals = _PrometheusSignals(degraded)
+    running.on_stop.append(service.close)
+    return running
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
-    """Serve until SIGTERM."""
-    return run_service("assignment", os.environ if env is None else env, create_server)
+    """Serve until SIGTERM; exits non-zero with a clear message without ENSAYO_REDIS_URL."""
+    environ = os.environ if env is None else env
+
+    def start(config: ServerConfig) -> RunningServer:
+        return create_server(config, AssignmentConfig.from_env(environ))
+
+    return run_service("assignment", environ, start)

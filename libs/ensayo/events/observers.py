@@ -16,7 +16,7 @@ __all__ = ["PROVIDERS", "build_observers"]
 
 # Modules exposing make_observer(**context); context keys: redis (a redis.Redis client),
 # snapshots (an ensayo.catalog.holder.SnapshotHolder), clock (() -> aware datetime).
-PROVIDERS: tuple[str, ...] = ()
+PROVIDERS: tuple[str, ...] = ("ensayo.state.bandit_state",)
 
 
 def build_observers(**context: Any) -> list[EventObserver]:

@@ -26,8 +26,8 @@ class EventLog(Protocol):
 
 
 class EventObserver(Protocol):
-    """Reacts to events the log accepted as new (exactly once per event id)."""
+    """Reacts to tracked events; must be idempotent per event id (retries reach it again)."""
 
     def observe(self, events: Sequence[Event]) -> None:
-        """Handle newly accepted events."""
+        """Handle tracked events, ignoring event ids it has already handled."""
         ...

@@ -39,8 +39,10 @@ class EventIntake:
             raise ResourceExhausted("events", f"at most {MAX_EVENTS_PER_CALL} events per call")
         now: datetime = self._clock()
         validate_events(events, now)
-        fresh_flags = self._log.append(events)
-        fresh = [e for e, new in zip(events, fresh_flags, strict=True) if new]
+        fresh = sum(self._log.append(events))
+        # Observers see every event, duplicates included, and de-duplicate by event id
+        # themselves: if one failed after the log took a batch, the client's retry (a
+        # duplicate for the log) still reaches it, so nothing is lost and nothing is counted twice.
         for observer in self._observers:
-            observer.observe(fresh)
-        return TrackResult(accepted=len(fresh), duplicates=len(events) - len(fresh))
+            observer.observe(events)
+        return TrackResult(accepted=fresh, duplicates=len(events) - fresh)
