@@ -15,6 +15,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ensayo.client import AssignmentClient, DecisioningClient, open_channel
 from ensayo.v1 import catalog_service_pb2 as c
 from ensayo.v1 import catalog_service_pb2_grpc as cg
 from tests.conftest import free_port
@@ -30,11 +31,19 @@ def _env(tmp_path: Path) -> dict[str, str]:
         env[f"ENSAYO_{service.upper()}_ADDR"] = f"127.0.0.1:{free_port()}"
         env[f"ENSAYO_{service.upper()}_METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
     env["ENSAYO_LOG_FORMAT"] = "json"
+    env["ENSAYO_LOG_LEVEL"] = "debug"  # the strictest setting for the no-personal-data check
     return env
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def platform(
+    tmp_path: Path, workdir: Path
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not on PATH")
     env = _env(tmp_path)
@@ -70,8 +79,9 @@ def _cli(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.Comple
 
 
 class TestEnsayoUp:
-    def test_up_apply_get_and_stop(self, platform) -> None:
-        """Four services become SERVING; the CLI applies and reads; Ctrl-C stops all cleanly."""
+    def test_up_apply_get_and_stop(self, platform, workdir) -> None:
+        """Four services become SERVING; the CLI applies and reads; the data plane serves the
+        definitions; Ctrl-C stops all cleanly; no unit id or attribute reached the logs."""
         process, env = platform
         for service in SERVICES:
             with grpc.insecure_channel(env[f"ENSAYO_{service.upper()}_ADDR"]) as channel:
@@ -96,10 +106,25 @@ class TestEnsayoUp:
         bad = _cli(env, "get", "experiment", "ghost")
         assert bad.returncode == 1
         assert "NOT_FOUND" in bad.stderr
+        # the data plane serves the applied definitions once the snapshot reaches it
+        unit, attributes = "pii-unit-7f3a9c", {"country": "ES", "email": "ana@example.com"}
+        assignment = AssignmentClient(open_channel(env["ENSAYO_ASSIGNMENT_ADDR"]))
+        deadline = time.monotonic() + 20
+        while True:
+            (result,) = assignment.assign(unit, ["checkout-button"], attributes, log_exposure=True)
+            if result.reason.name != "UNKNOWN_EXPERIMENT" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert result.variant_key in {"control", "green"}
+        decisioning = DecisioningClient(open_channel(env["ENSAYO_DECISIONING_ADDR"]))
+        decisioning.decide(unit, "email", attributes={"orders": 0, **attributes})
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         rest = process.stdout.read() if process.stdout else ""
         assert "stopping" in rest
+        logs = "".join(p.read_text() for p in (workdir / "logs").glob("*.log"))
+        assert "rpc_finished" in logs  # debug logging was on, so the check below means something
+        assert unit not in logs and "ana@example.com" not in logs
 
     def test_definitions_survive_a_full_restart(self, tmp_path) -> None:
         """Stopping and starting `ensayo up` on the same workdir keeps the catalog."""
