@@ -1,12 +1,14 @@
-"""Analysis server (skeleton: health, reflection and metrics; RPCs answer UNIMPLEMENTED).
+"""Analysis server: EventsService (intake) and AnalysisService (reports) on one address.
 
-It serves two contracts on one address: EventsService (intake) and AnalysisService (reports).
+``create_server`` migrates the database, starts the snapshot holder and the stream consumer
+thread, and stops them with the server; ``main`` is ``ensayo serve analysis``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -19,30 +21,45 @@ from ensayo.v1 import (
     events_service_pb2,
     events_service_pb2_grpc,
 )
+from services.analysis import bootstrap
+from services.analysis.config import AnalysisConfig
+from services.analysis.servicer import AnalysisServicer, EventsServicer
 
 __all__ = ["create_server", "main"]
 
 
-def create_server(config: ServerConfig, **kwargs: object) -> RunningServer:
-    """Start serving the events and analysis contracts."""
+def create_server(
+    config: ServerConfig, settings: AnalysisConfig | None = None, **kwargs: Any
+) -> RunningServer:
+    """Build the service and start serving (``settings.consumer`` says where events go to SQL)."""
+    analysis = bootstrap.build(config, settings)
 
     def register(server: grpc.Server) -> Sequence[str]:
         events_service_pb2_grpc.add_EventsServiceServicer_to_server(
-            events_service_pb2_grpc.EventsServiceServicer(),  # type: ignore[abstract]  # skeleton
-            server,
+            EventsServicer(analysis.intake, analysis.clock), server
         )
         analysis_service_pb2_grpc.add_AnalysisServiceServicer_to_server(
-            analysis_service_pb2_grpc.AnalysisServiceServicer(),  # type: ignore[abstract]  # skeleton
-            server,
+            AnalysisServicer(analysis.usecases, analysis.clock), server
         )
         return [
             events_service_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name,
             analysis_service_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
         ]
 
-    return start_server(config, register, **kwargs)  # type: ignore[arg-type]
+    try:
+        running = start_server(config, register, **kwargs)
+    except BaseException:
+        analysis.close()
+        raise
+    running.on_stop.append(analysis.close)
+    return running
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
-    """Serve until SIGTERM."""
-    return run_service("analysis", os.environ if env is None else env, create_server)
+    """Serve until SIGTERM; exits non-zero with a clear message without ENSAYO_REDIS_URL."""
+    environ = os.environ if env is None else env
+
+    def start(config: ServerConfig) -> RunningServer:
+        return create_server(config, AnalysisConfig.from_env(environ))
+
+    return run_service("analysis", environ, start)

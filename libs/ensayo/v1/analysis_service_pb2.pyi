@@ -725,6 +725,7 @@ class EvaluatePolicyResponse(_message.Message):
     EFFECTIVE_SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
     LOGGED_VALUE_FIELD_NUMBER: _builtins.int
     DECISIONS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     effective_sample_size: _builtins.float
     """(sum of weights)^2 / sum of squared weights."""
     logged_value: _builtins.float
@@ -735,6 +736,10 @@ class EvaluatePolicyResponse(_message.Message):
     def estimates(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyEstimate]:
         """One per estimator."""
 
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Plain-language warnings (no logged decisions, unusable propensities...)."""
+
     def __init__(
         self,
         *,
@@ -742,10 +747,11 @@ class EvaluatePolicyResponse(_message.Message):
         effective_sample_size: _builtins.float = ...,
         logged_value: _builtins.float = ...,
         decisions: _builtins.int = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "effective_sample_size", b"effective_sample_size", "estimates", b"estimates", "logged_value", b"logged_value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "effective_sample_size", b"effective_sample_size", "estimates", b"estimates", "logged_value", b"logged_value", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

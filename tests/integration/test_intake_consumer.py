@@ -1,0 +1,171 @@
+"""The consumer group against real Redis and SQL: exactly once through crashes, trimming."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis as redis_lib
+
+from ensayo.events.model import Event
+from ensayo.state.consumer import DEAD_LETTER_KEY, ConsumerHooks, StreamConsumer
+from ensayo.state.events import STREAM_KEY, RedisEventLog, encode_event
+from ensayo.storage import engine as sql
+from ensayo.storage.events_repo import SqlEventStore
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+N = 2_500
+BATCH = 500
+
+
+class Crash(Exception):
+    """Stands for the process dying at a crash point."""
+
+
+def _events(n: int = N, prefix: str = "e") -> list[Event]:
+    return [
+        Event(f"{prefix}{i}", f"u{i % 300}", "purchase", T0 + timedelta(seconds=i), float(i % 7))
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def client(redis_url):
+    c = redis_lib.Redis.from_url(redis_url, socket_timeout=5)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def store(database_url):
+    engine = sql.create(database_url)
+    sql.migrate(engine)
+    yield SqlEventStore(engine)
+    engine.dispose()
+
+
+def _consumer(client, store, name: str, **kwargs) -> StreamConsumer:
+    kwargs.setdefault("batch_size", BATCH)
+    kwargs.setdefault("block_ms", 10)
+    return StreamConsumer(client, store, name=name, **kwargs)
+
+
+def _crash_on(batch: int):
+    calls = {"n": 0}
+
+    def hook(_ids):
+        calls["n"] += 1
+        if calls["n"] == batch:
+            raise Crash
+
+    return hook
+
+
+def _assert_exactly_once(store: SqlEventStore, client, expected: list[Event]) -> None:
+    ids = store.event_ids()
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == {e.event_id for e in expected}
+    assert client.xpending(STREAM_KEY, "analysis")["pending"] == 0
+
+
+class TestExactlyOnce:
+    def test_crash_between_read_and_commit_is_reclaimed_by_another_consumer(
+        self, client, store
+    ) -> None:
+        """A consumer dies holding a read batch; XAUTOCLAIM hands it to a live one."""
+        events = _events()
+        assert sum(RedisEventLog(client).append(events)) == N
+        doomed = _consumer(client, store, "a", hooks=ConsumerHooks(after_read=_crash_on(2)))
+        doomed.step()
+        with pytest.raises(Crash):
+            doomed.step()
+        assert client.xpending(STREAM_KEY, "analysis")["pending"] == BATCH
+        survivor = _consumer(client, store, "b", claim_idle_ms=0)
+        survivor.drain()
+        assert survivor.stats.reclaimed == BATCH
+        _assert_exactly_once(store, client, events)
+
+    def test_crash_between_commit_and_ack_counts_nothing_twice(self, client, store) -> None:
+        """The committed batch is delivered again; the primary key absorbs it."""
+        events = _events()
+        RedisEventLog(client).append(events)
+        doomed = _consumer(client, store, "a", hooks=ConsumerHooks(after_commit=_crash_on(1)))
+        with pytest.raises(Crash):
+            doomed.step()
+        assert store.count() == BATCH  # committed, never acknowledged
+        survivor = _consumer(client, store, "b", claim_idle_ms=0)
+        survivor.drain()
+        _assert_exactly_once(store, client, events)
+
+    def test_a_restarted_consumer_finishes_its_own_pending_entries_first(
+        self, client, store
+    ) -> None:
+        """Same name after a crash: its pending batch is re-read before anything new."""
+        events = _events()
+        RedisEventLog(client).append(events)
+        doomed = _consumer(client, store, "a", hooks=ConsumerHooks(after_read=_crash_on(1)))
+        with pytest.raises(Crash):
+            doomed.step()
+        restarted = _consumer(client, store, "a")
+        restarted.step()
+        assert store.event_ids() and set(store.event_ids()) == {e.event_id for e in events[:BATCH]}
+        restarted.drain()
+        _assert_exactly_once(store, client, events)
+
+    def test_repeated_appends_and_stream_duplicates_are_stored_once(self, client, store) -> None:
+        """A retried Track is de-duplicated in Redis; a duplicate that slips through, in SQL."""
+        events = _events(600)
+        log = RedisEventLog(client)
+        assert sum(log.append(events)) == 600
+        assert sum(log.append(events[:100])) == 0
+        for event in events[:50]:  # as if the de-duplication marker had expired
+            client.xadd(STREAM_KEY, {"e": encode_event(event)})
+        _consumer(client, store, "a").drain()
+        _assert_exactly_once(store, client, events)
+
+
+class TestStreamHygiene:
+    def test_acknowledged_entries_are_trimmed(self, client, store) -> None:
+        """After everything is acknowledged, XTRIM MINID ~ leaves at most a macro node."""
+        RedisEventLog(client).append(_events())
+        consumer = _consumer(client, store, "a", trim_interval_s=0.0)
+        consumer.drain()
+        consumer.trim()
+        assert client.xlen(STREAM_KEY) <= 100  # stream-node-max-entries, Redis' default
+
+    def test_pending_entries_are_never_trimmed(self, client, store) -> None:
+        """Entries read but not acknowledged stay until some consumer finishes them."""
+        RedisEventLog(client).append(_events(1_000))
+        doomed = _consumer(client, store, "a", hooks=ConsumerHooks(after_read=_crash_on(1)))
+        with pytest.raises(Crash):
+            doomed.step()
+        bystander = _consumer(client, store, "b", trim_interval_s=0.0, claim_idle_ms=3_600_000)
+        bystander.drain()
+        bystander.trim()
+        pending = client.xpending_range(STREAM_KEY, "analysis", "-", "+", 10_000)
+        assert len(pending) == BATCH
+        assert len(client.xrange(STREAM_KEY, min=pending[0]["message_id"])) >= BATCH
+
+    def test_an_unreadable_entry_goes_to_the_dead_letters(self, client, store) -> None:
+        """A malformed entry does not block the group: it is set aside and acknowledged."""
+        RedisEventLog(client).append(_events(10))
+        client.xadd(STREAM_KEY, {"e": "not json"})
+        client.xadd(STREAM_KEY, {"other": "field"})
+        consumer = _consumer(client, store, "a")
+        consumer.drain()
+        assert store.count() == 10
+        assert consumer.stats.dead_lettered == 2
+        assert client.xlen(DEAD_LETTER_KEY) == 2
+        assert client.xpending(STREAM_KEY, "analysis")["pending"] == 0
+
+    def test_an_event_the_database_refuses_is_isolated(self, client, store) -> None:
+        """One bad row (a key too long for PostgreSQL) goes aside; its batch is stored."""
+        events = _events(20)
+        bad = Event("bad", "u", "n", T0, experiment_key="k" * 300)
+        RedisEventLog(client).append([*events[:10], bad, *events[10:]])
+        consumer = _consumer(client, store, "a")
+        consumer.drain()
+        stored = set(store.event_ids())
+        assert {e.event_id for e in events} <= stored
+        if store.count() == 20:  # PostgreSQL enforces VARCHAR lengths, SQLite does not
+            assert consumer.stats.dead_lettered == 1
