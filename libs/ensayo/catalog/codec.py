@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import types
 import typing
 from datetime import datetime
@@ -15,7 +16,7 @@ from enum import Enum
 from functools import cache
 from typing import Any, TypeVar, Union
 
-from ensayo.catalog.model import JsonObject
+from ensayo.catalog.model import JsonObject, JsonValue
 
 __all__ = ["decode", "diff", "dumps", "encode", "loads"]
 
@@ -52,7 +53,10 @@ def encode(obj: object) -> Any:  # noqa: PLR0911  (one branch per type form)
 
 @cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    # JsonObject's inner forward reference names JsonValue, which modules importing only
+    # JsonObject do not hold: resolve it from the catalog model's namespace.
+    namespace = {**vars(sys.modules[cls.__module__]), "JsonValue": JsonValue}
+    return typing.get_type_hints(cls, globalns=namespace)
 
 
 def decode(cls: type[T], data: Any) -> T:

@@ -69,3 +69,18 @@ class TestDiff:
         old = Experiment("e", (Variant("a"), Variant("b")), coverage=1.0, version=1)
         new = Experiment("e", (Variant("a"), Variant("b")), coverage=0.5, version=2)
         assert codec.diff(old, new) == {"coverage": {"before": 1.0, "after": 0.5}}
+
+
+class TestForeignModules:
+    def test_dataclasses_elsewhere_using_json_objects_decode(self) -> None:
+        """A dataclass in another module whose field is a JsonObject decodes (forward refs)."""
+        from ensayo.events.model import Event
+
+        event = Event(
+            "e1",
+            "u1",
+            "purchase",
+            datetime(2026, 1, 1, tzinfo=UTC),
+            properties={"a": [1, {"b": None}]},
+        )
+        assert codec.loads(Event, codec.dumps(event)) == event
