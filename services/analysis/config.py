@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
-from ensayo.serverkit.config import ConfigError
+from ensayo.serverkit.config import EnvReader, choice, positive_float
 
 __all__ = ["CONSUMER_MODES", "AnalysisConfig"]
 
@@ -35,29 +35,8 @@ class AnalysisConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AnalysisConfig:
         """Read and validate; raises ``ConfigError`` listing every problem."""
-        problems: list[str] = []
-        consumer: ConsumerMode = "process"
-        raw = env.get("ENSAYO_ANALYSIS_CONSUMER", "").strip().lower()
-        if raw:
-            match = [m for m in CONSUMER_MODES if m == raw]
-            if match:
-                consumer = match[0]
-            else:
-                problems.append(
-                    f"ENSAYO_ANALYSIS_CONSUMER={raw!r}: must be one of {', '.join(CONSUMER_MODES)}"
-                )
-        claim = 60.0
-        raw_claim = env.get("ENSAYO_ANALYSIS_CLAIM_IDLE_S", "")
-        if raw_claim:
-            try:
-                claim = float(raw_claim)
-            except ValueError:
-                claim = float("nan")
-            if not 0 < claim < float("inf"):
-                problems.append(
-                    f"ENSAYO_ANALYSIS_CLAIM_IDLE_S={raw_claim!r}: must be a number of seconds > 0"
-                )
-                claim = 60.0
-        if problems:
-            raise ConfigError(problems)
-        return cls(consumer=consumer, claim_idle_s=claim)
+        r = EnvReader(env)
+        consumer = r.get("ENSAYO_ANALYSIS_CONSUMER", "process", choice(CONSUMER_MODES))
+        claim = r.get("ENSAYO_ANALYSIS_CLAIM_IDLE_S", 60.0, positive_float)
+        r.raise_if_any()
+        return cls(cast("ConsumerMode", consumer), claim)

@@ -8,12 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ensayo.serverkit.config import ConfigError
+from ensayo.serverkit.config import EnvReader, boolean, positive_float
 
 __all__ = ["AssignmentConfig"]
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,32 +32,13 @@ class AssignmentConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AssignmentConfig:
         """Read and validate; raises ``ConfigError`` listing every problem."""
-        problems: list[str] = []
-        redis_url = env.get("ENSAYO_REDIS_URL", "")
-        if not redis_url:
-            problems.append(
-                "ENSAYO_REDIS_URL is not set: the assignment service needs Redis for the "
-                "catalog snapshot, sticky assignments, bandits and exposures "
-                "(e.g. redis://127.0.0.1:6379/0)"
-            )
-        poll = 1.0
-        raw_poll = env.get("ENSAYO_ALLOCATION_POLL_S", "")
-        if raw_poll:
-            try:
-                poll = float(raw_poll)
-            except ValueError:
-                poll = float("nan")
-            if not 0 < poll < float("inf"):
-                problems.append(f"ENSAYO_ALLOCATION_POLL_S={raw_poll!r}: must be a number > 0")
-                poll = 1.0
-        allocator = True
-        raw_allocator = env.get("ENSAYO_ASSIGNMENT_ALLOCATOR", "").strip().lower()
-        if raw_allocator in _FALSE:
-            allocator = False
-        elif raw_allocator and raw_allocator not in _TRUE:
-            problems.append(
-                f"ENSAYO_ASSIGNMENT_ALLOCATOR={raw_allocator!r}: must be true or false"
-            )
-        if problems:
-            raise ConfigError(problems)
+        r = EnvReader(env)
+        redis_url = r.require(
+            "ENSAYO_REDIS_URL",
+            "the assignment service needs Redis for the catalog snapshot, sticky assignments, "
+            "bandits and exposures (e.g. redis://127.0.0.1:6379/0)",
+        )
+        poll = r.get("ENSAYO_ALLOCATION_POLL_S", 1.0, positive_float)
+        allocator = r.get("ENSAYO_ASSIGNMENT_ALLOCATOR", True, boolean)
+        r.raise_if_any()
         return cls(redis_url, poll, allocator)

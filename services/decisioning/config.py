@@ -21,8 +21,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
 
 from ensayo.bandits import BIAS, ExplorationPolicy, ExplorationSpec, FeatureSpec
 from ensayo.decisioning.model import (
@@ -32,12 +31,11 @@ from ensayo.decisioning.model import (
     ModelKind,
 )
 from ensayo.errors import InvalidArgument
-from ensayo.serverkit.config import ConfigError
+from ensayo.serverkit.config import ConfigError, EnvReader
 
 __all__ = ["PREFIX", "settings_from_env"]
 
 PREFIX = "ENSAYO_DECISIONING_"
-T = TypeVar("T")
 
 
 def _features(raw: str) -> FeatureSpec:
@@ -47,17 +45,8 @@ def _features(raw: str) -> FeatureSpec:
 
 def settings_from_env(env: Mapping[str, str]) -> DecisioningSettings:
     """Read every ``ENSAYO_DECISIONING_*`` setting; ConfigError lists each bad variable."""
-    problems: list[str] = []
-
-    def get(name: str, default: T, parse: Callable[[str], T]) -> T:
-        raw = env.get(PREFIX + name, "")
-        if raw == "":
-            return default
-        try:
-            return parse(raw.strip())
-        except (ValueError, TypeError, InvalidArgument) as exc:
-            problems.append(f"{PREFIX}{name}={raw!r}: {exc}")
-            return default
+    reader = EnvReader(env, prefix=PREFIX)
+    get, problems = reader.get, reader.problems
 
     exploration = None
     try:

@@ -12,15 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ensayo.errors import EnsayoError
+
 __all__ = [
     "DEFAULT_ADDRS",
     "DEFAULT_DATABASE_URL",
     "DEFAULT_METRICS_ADDRS",
     "SERVICES",
     "ConfigError",
+    "EnvReader",
     "ServerConfig",
+    "boolean",
+    "choice",
     "is_loopback",
     "parse_addr",
+    "positive_float",
 ]
 
 SERVICES = ("assignment", "decisioning", "analysis", "catalog")
@@ -72,25 +78,46 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Reader:
-    """Collects parse problems instead of stopping at the first one."""
+class EnvReader:
+    """Reads ``ENSAYO_*`` variables, collecting every problem instead of stopping at the first.
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    Services use it for their own settings, so every configuration error reads alike:
+    ``NAME='value': reason``.
+    """
+
+    def __init__(self, env: Mapping[str, str], prefix: str = "") -> None:
         self.env = env
+        self.prefix = prefix
         self.problems: list[str] = []
 
     def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
+        """``parse`` of the variable, or ``default`` when unset or empty (or bad, noted)."""
+        full = self.prefix + name
+        raw = self.env.get(full)
+        if raw is None or raw.strip() == "":
             return default
         try:
-            return parse(raw)
-        except (ValueError, TypeError) as exc:
-            self.problems.append(f"{name}={raw!r}: {exc}")
+            return parse(raw.strip())
+        except (ValueError, TypeError, EnsayoError) as exc:
+            self.problems.append(f"{full}={raw!r}: {exc}")
             return default
 
+    def require(self, name: str, why: str) -> str:
+        """The variable's value; when unset, a problem saying ``why`` it is needed."""
+        value = self.env.get(self.prefix + name, "").strip()
+        if not value:
+            self.problems.append(f"{self.prefix}{name} is not set: {why}")
+        return value
 
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def raise_if_any(self) -> None:
+        """Raise ConfigError listing every problem seen so far."""
+        if self.problems:
+            raise ConfigError(self.problems)
+
+
+def choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser accepting one of ``options`` (case-insensitive)."""
+
     def parse(raw: str) -> str:
         value = raw.strip().lower()
         if value not in options:
@@ -100,11 +127,22 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def _positive_float(raw: str) -> float:
+def positive_float(raw: str) -> float:
+    """A parser of finite numbers > 0 (seconds, intervals)."""
     value = float(raw)
     if not value > 0 or value == float("inf"):
         raise ValueError("must be a finite number > 0")
     return value
+
+
+def boolean(raw: str) -> bool:
+    """A parser of true/false, yes/no, on/off, 1/0."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
 
 
 def _addr(raw: str) -> str:
@@ -139,18 +177,18 @@ class ServerConfig:
         if service not in SERVICES:
             raise ConfigError([f"service {service!r} is not one of {', '.join(SERVICES)}"])
         up = service.upper()
-        r = _Reader(env)
+        r = EnvReader(env)
         config = cls(
             service=service,
             addr=r.get(f"ENSAYO_{up}_ADDR", DEFAULT_ADDRS[service], _addr),
             metrics_addr=r.get(f"ENSAYO_{up}_METRICS_ADDR", DEFAULT_METRICS_ADDRS[service], _addr),
-            log_level=r.get("ENSAYO_LOG_LEVEL", "info", _choice(_LOG_LEVELS)),
-            log_format=r.get("ENSAYO_LOG_FORMAT", "auto", _choice(_LOG_FORMATS)),
+            log_level=r.get("ENSAYO_LOG_LEVEL", "info", choice(_LOG_LEVELS)),
+            log_format=r.get("ENSAYO_LOG_FORMAT", "auto", choice(_LOG_FORMATS)),
             redis_url=r.get("ENSAYO_REDIS_URL", "", _url),
             database_url=r.get("ENSAYO_DATABASE_URL", DEFAULT_DATABASE_URL, _url),
-            shutdown_grace_s=r.get("ENSAYO_SHUTDOWN_GRACE_S", 10.0, _positive_float),
+            shutdown_grace_s=r.get("ENSAYO_SHUTDOWN_GRACE_S", 10.0, positive_float),
             api_keys_file=r.get("ENSAYO_API_KEYS_FILE", "", str),
-            snapshot_poll_s=r.get("ENSAYO_SNAPSHOT_POLL_S", 1.0, _positive_float),
+            snapshot_poll_s=r.get("ENSAYO_SNAPSHOT_POLL_S", 1.0, positive_float),
         )
         if config.api_keys_file and not Path(config.api_keys_file).is_file():
             r.problems.append(f"ENSAYO_API_KEYS_FILE={config.api_keys_file!r}: no such file")
@@ -160,6 +198,5 @@ class ServerConfig:
                 f"ENSAYO_{up}_ADDR={config.addr!r}: refusing to bind a non-loopback address "
                 "without ENSAYO_API_KEYS_FILE (set it, or bind 127.0.0.1)"
             )
-        if r.problems:
-            raise ConfigError(r.problems)
+        r.raise_if_any()
         return config
