@@ -67,9 +67,13 @@ def platform(
             break
     assert any("Ensayo is up" in line for line in lines), "".join(lines)
     yield process, env
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    if process.poll() is None:  # a failed test: stop gracefully so no service outlives it
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _cli(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -188,3 +192,43 @@ class TestServe:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+class TestOrphans:
+    def test_services_die_with_a_killed_ensayo_up(self, tmp_path) -> None:
+        """SIGKILL of `ensayo up` (no chance to clean up) still takes every child down."""
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not on PATH")
+        env = _env(tmp_path)
+        process = subprocess.Popen(
+            [*ENSAYO, "up", "--workdir", str(tmp_path / "state")],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.strip().startswith("logs"):
+                break
+        children = _children(process.pid)
+        assert len(children) == 5  # four services and the private redis-server
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+            time.sleep(0.2)
+        assert not [pid for pid in children if _alive(pid)]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

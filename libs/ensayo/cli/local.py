@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -22,6 +23,14 @@ from ensayo.serverkit.config import DEFAULT_ADDRS, DEFAULT_METRICS_ADDRS, SERVIC
 __all__ = ["Platform", "free_port", "start_platform", "start_redis", "wait_serving"]
 
 _START_ORDER = ("catalog", "assignment", "decisioning", "analysis")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a child: ask Linux to SIGTERM us when ``ensayo up`` dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -79,6 +88,7 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509  (only prctl, no locks taken)
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -148,6 +158,7 @@ def start_platform(env: Mapping[str, str], workdir: Path, timeout_s: float = 60.
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=os.getcwd(),
+                preexec_fn=_die_with_parent,  # noqa: PLW1509  (only prctl, no locks taken)
             )
             if service == "catalog":  # it migrates the database: let it finish first
                 wait_serving(addrs[service], timeout_s, platform.processes[service])
