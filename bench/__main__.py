@@ -2,6 +2,7 @@
 
 ``python -m bench [NAME ...]`` runs the named benchmarks only (e.g. ``assign``); each module
 exposes ``main() -> str`` returning a markdown section. Loopback only, bounded in time.
+``python -m bench --collect`` only rebuilds ``docs/benchmarks.md`` from the saved sections.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(
-        p.stem.removeprefix("bench_") for p in (ROOT / "bench").glob("bench_*.py")
-    )
+    found = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "bench").glob("bench_*.py"))
+    names = [] if argv == ["--collect"] else argv or found
     out_dir = ROOT / "docs" / "benchmarks"
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     header = (
         "# Benchmarks\n\n"
         "Produced by `make bench` (`python -m bench`), loopback only, peers side by side in the\n"
-        f"same run. Last full write: {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, "
+        f"same run. Collected: {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, "
         f"Python {platform.python_version()}; this workplace's machines have 2 cores, so\n"
         "numbers are noisy orders of magnitude. Each section names its command.\n\n"
     )
