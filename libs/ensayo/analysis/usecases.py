@@ -17,15 +17,14 @@ from ensayo.analysis.model import (
     ReportRequest,
 )
 from ensayo.analysis.ports import EventAggregates, RateSource
-from ensayo.catalog.model import Action, Experiment, Holdout, Kind, Metric
+from ensayo.catalog.model import Action, Definition, Experiment, Holdout, Kind, Metric
 from ensayo.catalog.ports import CatalogRepository, Clock
+from ensayo.catalog.usecases import list_all
 from ensayo.decisioning.evaluation import CandidatePolicy, evaluate
 from ensayo.errors import DependencyUnavailable, InvalidArgument, NotFound
 from ensayo.stats import sample_size
 
 __all__ = ["AnalysisUseCases"]
-
-_PAGE = 500
 
 
 def _check_alpha(alpha: float) -> None:
@@ -48,15 +47,8 @@ class AnalysisUseCases:
         self._clock = clock
         self._rates = rates
 
-    def _all(self, kind: Kind) -> list[object]:
-        items: list[object] = []
-        after = ""
-        while True:
-            page = self._catalog.list(kind, after, _PAGE)
-            items.extend(page)
-            if len(page) < _PAGE:
-                return items
-            after = page[-1].key
+    def _all(self, kind: Kind) -> list[Definition]:
+        return list_all(self._catalog, kind)
 
     def _metrics(self, keys: Sequence[str]) -> list[Metric]:
         metrics = []

@@ -29,7 +29,7 @@ from ensayo.catalog.ports import CatalogRepository, Clock, SnapshotPublisher
 from ensayo.catalog.validation import Known, legal_moves, validate, validate_key
 from ensayo.errors import EnsayoError, FailedPrecondition, InvalidArgument, NotFound
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "CatalogUseCases", "Page"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "CatalogUseCases", "Page", "list_all"]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -199,17 +199,22 @@ class CatalogUseCases:
         return Known()
 
     def _all(self, kind: Kind) -> list[Definition]:
-        out: list[Definition] = []
-        after = ""
-        while True:
-            batch = self._repo.list(kind, after, MAX_PAGE_SIZE)
-            out.extend(batch)
-            if len(batch) < MAX_PAGE_SIZE:
-                return out
-            after = batch[-1].key
+        return list_all(self._repo, kind)
 
     def _keys(self, kind: Kind) -> frozenset[str]:
         return frozenset(d.key for d in self._all(kind))
+
+
+def list_all(repo: CatalogRepository, kind: Kind) -> list[Definition]:
+    """Every latest definition of ``kind``, walking the repository's pages."""
+    out: list[Definition] = []
+    after = ""
+    while True:
+        batch = repo.list(kind, after, MAX_PAGE_SIZE)
+        out.extend(batch)
+        if len(batch) < MAX_PAGE_SIZE:
+            return out
+        after = batch[-1].key
 
 
 def _merge_state(new: Experiment, current: Definition | None, root: str) -> Experiment:
