@@ -12,6 +12,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypeAlias
 
+# One definition each: the catalog names the algorithms the bandit library implements and the
+# metric kinds the statistics library analyses.
+from ensayo.bandits.model import BanditAlgorithm
+from ensayo.stats.model import MetricKind
+
 __all__ = [
     "Action",
     "Allocation",
@@ -65,23 +70,6 @@ class Allocation(StrEnum):
 
     FIXED = "fixed"
     BANDIT = "bandit"
-
-
-class BanditAlgorithm(StrEnum):
-    """Bandit algorithms for experiments."""
-
-    THOMPSON_BERNOULLI = "thompson_bernoulli"
-    THOMPSON_GAUSSIAN = "thompson_gaussian"
-    UCB1 = "ucb1"
-    EPSILON_GREEDY = "epsilon_greedy"
-
-
-class MetricKind(StrEnum):
-    """What a metric computes per exposed unit."""
-
-    CONVERSION = "conversion"
-    MEAN = "mean"
-    RATIO = "ratio"
 
 
 class AuditOperation(StrEnum):
