@@ -51,7 +51,7 @@ generate-check: generate ## fail when the committed stubs differ from the protos
 proto-lint: install ## buf lint (buf comes from the @bufbuild/buf npm package)
 	$(BUF) lint
 
-bench: install ## benchmarks with their peers side by side; appends to docs/benchmarks.md
+bench: install ## benchmarks with their peers side by side; rewrites docs/benchmarks.md
 	$(PY) -m bench
 
 clean: ## remove the virtualenv, node_modules and local state
