@@ -108,12 +108,22 @@ class TestStatusMapping:
         assert failures and failures[0]["request_id"] == "req-123"
 
     def test_request_id_is_echoed(self, raiser) -> None:
-        """The server returns the request id in initial metadata (generated if absent)."""
+        """The server returns the request id in trailing metadata (generated if absent)."""
         _, channel = raiser
         call = channel.unary_unary("/test.Raiser/Slow")
         _, rpc = call.with_call(b"0")
-        ids = [v for k, v in rpc.initial_metadata() if k == "x-request-id"]
+        ids = [v for k, v in rpc.trailing_metadata() if k == "x-request-id"]
         assert len(ids) == 1 and len(ids[0]) == 32
+        _, rpc = call.with_call(b"0", metadata=(("x-request-id", "mine"),))
+        assert ("x-request-id", "mine") in rpc.trailing_metadata()
+
+    def test_request_id_survives_an_error(self, raiser) -> None:
+        """A failed call's trailers hold the request id beside the status details."""
+        _, channel = raiser
+        call = channel.unary_unary("/test.Raiser/Raise")
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"invalid", metadata=(("x-request-id", "req-9"),))
+        assert ("x-request-id", "req-9") in info.value.trailing_metadata()
 
     def test_deadline_is_honoured(self, raiser) -> None:
         """A call slower than its deadline ends DEADLINE_EXCEEDED on the client."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -32,7 +34,10 @@ def _code_of(exc: BaseException) -> grpc.StatusCode | None:
 
 
 def status_for(exc: BaseException, request_id: str) -> grpc.Status:
-    """The status a client sees for ``exc``; unknown exceptions become INTERNAL, not echoed."""
+    """The status a client sees for ``exc``; unknown exceptions become INTERNAL, not echoed.
+
+    Its trailing metadata carries the details and the request id (``x-request-id``).
+    """
     code = _code_of(exc)
     if isinstance(exc, NotImplementedError):
         code, message = grpc.StatusCode.UNIMPLEMENTED, "method not implemented yet"
@@ -51,4 +56,14 @@ def status_for(exc: BaseException, request_id: str) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(detail)
         proto.details.append(packed)
-    return rpc_status.to_status(proto)
+    status = rpc_status.to_status(proto)
+    return _Status(
+        status.code, status.details, (*status.trailing_metadata, ("x-request-id", request_id))
+    )
+
+
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")),
+    grpc.Status,
+):
+    """A ``grpc.Status`` (the interface has no public constructor)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -57,10 +58,25 @@ class RpcMetrics:
             registry=self.registry,
         )
 
-    def observe(self, method: str, code: str, seconds: float) -> None:
-        """Record one finished RPC."""
-        self.requests.labels(self.service, method, code).inc()
-        self.latency.labels(self.service, method).observe(seconds)
+        self._in_flight = self.in_flight.labels(service)
+        self._finished: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def started(self) -> None:
+        """Count one RPC in flight."""
+        self._in_flight.inc()
+
+    def finished(self, method: str, code: str, seconds: float) -> None:
+        """Record one finished RPC (labelled children are looked up once per method and code)."""
+        self._in_flight.dec()
+        children = self._finished.get((method, code))
+        if children is None:
+            children = (
+                self.requests.labels(self.service, method, code),
+                self.latency.labels(self.service, method),
+            )
+            self._finished[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 @dataclass
