@@ -12,6 +12,7 @@ from ensayo.decisioning.holder import ModelHolder
 from ensayo.decisioning.model import DecisioningSettings
 from ensayo.decisioning.ports import IdFactory
 from ensayo.decisioning.usecases import DecisioningUseCases
+from ensayo.events.shipper import EventShipper
 from ensayo.serverkit.config import ConfigError, ServerConfig
 from ensayo.state.client import connect
 from ensayo.state.contacts import RedisContactStore
@@ -57,6 +58,8 @@ def build(
     client = connect(config.redis_url)
     snapshots = SnapshotHolder(RedisSnapshotSource(client), poll_s=config.snapshot_poll_s)
     snapshots.start()
+    events = RedisEventLog(client)
+    shipper = EventShipper(events, flush_s=settings.log_flush_s) if settings.log_flush_s else None
     model_store = RedisModelStore(client)
     models = ModelHolder(model_store, settings.feature_spec_id(), len(settings.features))
     models.start(settings.model_refresh_s)
@@ -66,15 +69,18 @@ def build(
         model_store=model_store,
         contacts=RedisContactStore(client),
         decisions=RedisDecisionStore(client),
-        events=RedisEventLog(client),
+        events=events,
         clock=clock,
         ids=ids,
         settings=settings,
+        decision_log=shipper,
     )
 
     def close() -> None:
         snapshots.stop()
         models.stop()
+        if shipper is not None:
+            shipper.close()  # the last decisions' logs, before Redis goes
         client.close()
 
     return Decisioning(usecases, snapshots, models, close)

@@ -17,6 +17,7 @@
 | ``ENSAYO_DECISIONING_ON_REDIS_DOWN`` | ``closed`` | ``closed`` (UNAVAILABLE) or ``open`` |
 | ``ENSAYO_DECISIONING_DECISION_TTL_S`` | 604800 | how long outcomes can join a decision |
 | ``ENSAYO_DECISIONING_MODEL_REFRESH_S`` | 1.0 | how often model parameters are reloaded |
+| ``ENSAYO_DECISIONING_LOG_FLUSH_S`` | 0.005 | ``$decision`` events shipped in batches; 0 in-call |
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def settings_from_env(env: Mapping[str, str]) -> DecisioningSettings:
         "on_redis_down": get("ON_REDIS_DOWN", FailureMode.CLOSED, FailureMode),
         "decision_ttl_s": get("DECISION_TTL_S", DEFAULT_DECISION_TTL_S, float),
         "model_refresh_s": get("MODEL_REFRESH_S", 1.0, float),
+        "log_flush_s": get("LOG_FLUSH_S", 0.005, float),
     }
     settings = None
     if not problems and exploration is not None:

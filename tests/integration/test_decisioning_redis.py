@@ -28,6 +28,7 @@ from ensayo.decisioning.model import (
 )
 from ensayo.errors import DependencyUnavailable
 from ensayo.events.model import DECISION, OUTCOME
+from ensayo.events.shipper import EventShipper
 from ensayo.state.client import connect
 from ensayo.state.contacts import RedisContactStore, contacts_key, unit_tag
 from ensayo.state.decisions import RedisDecisionStore, decision_key, new_decision_id
@@ -46,12 +47,13 @@ GREEDY = DecisioningSettings(
 )
 
 
-def redis_world(url: str, snap, settings=None, ids=None):
+def redis_world(url: str, snap, settings=None, ids=None, decision_log=None):
     client = connect(url)
     return world(
         snap,
         settings,
         ids=ids,
+        decision_log=decision_log,
         contacts=RedisContactStore(client),
         models=RedisModelStore(client),
         decisions=RedisDecisionStore(client),
@@ -382,3 +384,20 @@ class TestOutages:
         with pytest.raises(DependencyUnavailable):
             opened.holder.refresh()  # models stay at what was loaded
         assert opened.holder.params.beta_version == 0
+
+
+class TestShippedLog:
+    def test_shipped_decisions_reach_the_stream_once(self, redis_url) -> None:
+        """With the background shipper every delivered decision is logged once, after a flush."""
+        client = connect(redis_url)
+        shipper = EventShipper(RedisEventLog(client), flush_s=0.01)
+        usecases = redis_world(
+            redis_url, snapshot(actions(3)), ids=new_decision_id, decision_log=shipper
+        ).usecases
+        decided = [usecases.decide(DecideQuery(Subject(f"u{i}"), "email")) for i in range(40)]
+        assert shipper.flush(5.0)
+        shipper.close()
+        logged = [decode_entry(f) for _, f in client.xrange(STREAM_KEY)]
+        assert sorted(e.event_id for e in logged if e.name == DECISION) == sorted(
+            d.decision_id for d in decided
+        )

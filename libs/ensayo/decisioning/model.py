@@ -199,6 +199,8 @@ class DecisioningSettings:
     - ``on_redis_down``: fail closed (UNAVAILABLE) or open (see :class:`FailureMode`).
     - ``decision_ttl_s``: how long a decision accepts outcomes; ``model_refresh_s``: how often
       replicas reload model parameters.
+    - ``log_flush_s``: ``$decision`` events are shipped from a background thread in batches
+      gathered for this long (0: appended inside each call; see ``ensayo.events.shipper``).
     """
 
     model: ModelKind = ModelKind.BETA
@@ -215,6 +217,7 @@ class DecisioningSettings:
     on_redis_down: FailureMode = FailureMode.CLOSED
     decision_ttl_s: float = DEFAULT_DECISION_TTL_S
     model_refresh_s: float = 1.0
+    log_flush_s: float = 0.005
 
     def __post_init__(self) -> None:
         def positive(name: str, value: float) -> None:
@@ -225,6 +228,11 @@ class DecisioningSettings:
         for name in ("ridge", "prior_alpha", "prior_beta", "decision_ttl_s", "model_refresh_s"):
             positive(name, getattr(self, name))
         _check("discount", 0.0 < self.discount <= 1.0, "must be in (0, 1]")
+        _check(
+            "log_flush_s",
+            math.isfinite(self.log_flush_s) and 0.0 <= self.log_flush_s <= 1.0,
+            "must be in [0, 1] seconds",
+        )
         _check(
             "features",
             1 <= len(self.features) <= MAX_FEATURES,

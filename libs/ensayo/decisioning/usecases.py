@@ -50,7 +50,8 @@ from ensayo.decisioning.model import (
 from ensayo.decisioning.ports import ContactStore, DecisionStore, IdFactory, ModelStore
 from ensayo.errors import DependencyUnavailable, InvalidArgument, NotFound
 from ensayo.events.model import DECISION, OUTCOME, Event
-from ensayo.events.ports import EventLog
+from ensayo.events.ports import EventLog, EventSink
+from ensayo.events.shipper import DirectSink
 
 __all__ = ["CHUNK_UNITS", "MAX_SETTLE_ATTEMPTS", "DecisioningUseCases", "Snapshots"]
 
@@ -141,13 +142,20 @@ class DecisioningUseCases:
         clock: Clock,
         ids: IdFactory,
         settings: DecisioningSettings,
+        decision_log: EventSink | None = None,
     ) -> None:
+        """Wire the ports.
+
+        ``decision_log`` takes the ``$decision`` events (default: appended to ``events``
+        before Decide returns); outcomes are always appended before ReportOutcome returns.
+        """
         self._snapshots = snapshots
         self._models = models
         self._model_store = model_store
         self._contacts = contacts
         self._decisions = decisions
         self._events = events
+        self._decision_log = decision_log or DirectSink(events)
         self._clock = clock
         self._ids = ids
         self.settings = settings
@@ -576,7 +584,7 @@ class DecisioningUseCases:
         try:
             if records:
                 self._decisions.save(records, self.settings.decision_ttl_s)
-            self._events.append(events)
+            self._decision_log.submit(events)
         except DependencyUnavailable as exc:
             if self.settings.on_redis_down is FailureMode.CLOSED:
                 raise

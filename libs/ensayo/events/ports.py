@@ -11,7 +11,7 @@ from typing import Protocol
 
 from ensayo.events.model import Event
 
-__all__ = ["EventLog", "EventObserver"]
+__all__ = ["EventLog", "EventObserver", "EventSink"]
 
 
 class EventLog(Protocol):
@@ -30,4 +30,17 @@ class EventObserver(Protocol):
 
     def observe(self, events: Sequence[Event]) -> None:
         """Handle tracked events, ignoring event ids it has already handled."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where a service hands over events it logs itself (decisions), durable now or soon.
+
+    ``ensayo.events.shipper`` has both kinds: ``DirectSink`` appends before returning (and
+    raises DependencyUnavailable like the log), ``EventShipper`` returns at once and appends
+    from a background thread in batches.
+    """
+
+    def submit(self, events: Sequence[Event]) -> None:
+        """Hand events over to the log."""
         ...

@@ -232,6 +232,7 @@ def world(
     decisions=None,
     events=None,
     ids=None,
+    decision_log=None,
 ) -> World:
     """Use cases over fakes (any of which may be replaced, e.g. by a Redis adapter)."""
     settings = settings or DecisioningSettings()
@@ -254,6 +255,7 @@ def world(
         clock=clock,
         ids=ids,
         settings=settings,
+        decision_log=decision_log,
     )
     return World(usecases, snapshots, contacts, models, holder, decisions, events, clock, ids)
 

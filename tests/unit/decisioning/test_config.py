@@ -32,6 +32,7 @@ class TestSettings:
             "ENSAYO_DECISIONING_ON_REDIS_DOWN": "open",
             "ENSAYO_DECISIONING_DECISION_TTL_S": "3600",
             "ENSAYO_DECISIONING_MODEL_REFRESH_S": "0.5",
+            "ENSAYO_DECISIONING_LOG_FLUSH_S": "0",
         }
         s = settings_from_env(env)
         assert s.model is ModelKind.LINEAR
@@ -41,7 +42,7 @@ class TestSettings:
         assert s.features.names == ("bias", "hour", "tier=vip")
         assert (s.ucb_alpha, s.ridge, s.discount) == (0.5, 2.0, 0.99)
         assert s.on_redis_down is FailureMode.OPEN
-        assert (s.decision_ttl_s, s.model_refresh_s) == (3600.0, 0.5)
+        assert (s.decision_ttl_s, s.model_refresh_s, s.log_flush_s) == (3600.0, 0.5, 0.0)
 
     def test_bad_values_are_all_listed(self) -> None:
         """Every bad variable is named in one error."""
@@ -57,7 +58,10 @@ class TestSettings:
             assert f"ENSAYO_DECISIONING_{name}" in text
 
     def test_domain_rules_apply(self) -> None:
-        """A discount outside (0, 1] is refused and named."""
+        """A discount outside (0, 1] or a negative log flush interval is refused and named."""
         with pytest.raises(ConfigError) as info:
             settings_from_env({"ENSAYO_DECISIONING_DISCOUNT": "1.5"})
         assert "ENSAYO_DECISIONING_DISCOUNT" in str(info.value)
+        with pytest.raises(ConfigError) as info:
+            settings_from_env({"ENSAYO_DECISIONING_LOG_FLUSH_S": "-1"})
+        assert "ENSAYO_DECISIONING_LOG_FLUSH_S" in str(info.value)
