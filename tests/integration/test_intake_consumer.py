@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis as redis_lib
 
-from ensayo.events.model import Event
+from ensayo.events.model import DECISION, OUTCOME, Event
 from ensayo.state.consumer import DEAD_LETTER_KEY, ConsumerHooks, StreamConsumer
 from ensayo.state.events import STREAM_KEY, RedisEventLog, encode_event
 from ensayo.storage import engine as sql
-from ensayo.storage.events_repo import SqlEventStore
+from ensayo.storage.events_repo import SqlEventStore, time_us
+from ensayo.storage.schema import decisions, outcomes
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 N = 2_500
@@ -124,6 +125,66 @@ class TestExactlyOnce:
         _assert_exactly_once(store, client, events)
 
 
+class TestAppend:
+    def test_ids_with_newlines_take_the_argument_per_event_path(self, client, store) -> None:
+        """The packed append splits on newlines; a batch with such an id goes one by one."""
+        events = [*_events(5), Event("a\nb", "u", "n", T0), Event("a", "u", "n", T0)]
+        log = RedisEventLog(client)
+        assert log.append(events) == [True] * 7
+        assert log.append([events[5], Event("b\n", "u", "n", T0), events[6]]) == [
+            False,
+            True,
+            False,
+        ]
+        _consumer(client, store, "a").drain()
+        assert sorted(store.event_ids()) == sorted([*(e.event_id for e in events), "b\n"])
+
+    def test_flags_follow_the_events_across_chunks(self, client, store) -> None:
+        """More events than one script call takes, duplicates scattered: flags in order."""
+        events = _events(1_200)
+        log = RedisEventLog(client)
+        assert log.append(events[::3]) == [True] * 400
+        assert log.append(events) == [i % 3 != 0 for i in range(1_200)]
+        _consumer(client, store, "a").drain()
+        _assert_exactly_once(store, client, events)
+
+    def test_a_client_that_decodes_answers(self, redis_url) -> None:
+        """decode_responses=True (str answers) gives the same flags."""
+        client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+        log = RedisEventLog(client)
+        assert log.append(_events(3)) == [True] * 3
+        assert log.append(_events(4)) == [False, False, False, True]
+        client.close()
+
+
+class TestProjections:
+    def test_decisions_and_outcomes_reach_their_tables_through_the_stream(
+        self, client, store, database_url
+    ) -> None:
+        """The consumer's rows feed the decisions and outcomes tables as write() does."""
+        decision = Event(
+            "d1",
+            "u1",
+            DECISION,
+            T0,
+            properties={"channel": "email", "placement": 3.0, "holdout": True, "x": [1]},
+        )
+        outcome = Event(
+            "o1", "u1", OUTCOME, T0, 2.5, decision_id="d1", properties={"action_key": "a"}
+        )
+        orphan = Event("o2", "u2", OUTCOME, T0, 1.0)  # no decision id: no outcome row
+        RedisEventLog(client).append([decision, outcome, orphan])
+        _consumer(client, store, "a").drain()
+        engine = sql.create(database_url)
+        with engine.connect() as conn:
+            decided = [tuple(r) for r in conn.execute(decisions.select())]
+            rewarded = [tuple(r) for r in conn.execute(outcomes.select())]
+        engine.dispose()
+        micros = time_us(T0)
+        assert decided == [("d1", "u1", micros, "email", "3", "", 1)]
+        assert rewarded == [("o1", "d1", "a", 2.5, micros)]
+
+
 class TestStreamHygiene:
     def test_acknowledged_entries_are_trimmed(self, client, store) -> None:
         """After everything is acknowledged, XTRIM MINID ~ leaves at most a macro node."""
@@ -151,11 +212,12 @@ class TestStreamHygiene:
         RedisEventLog(client).append(_events(10))
         client.xadd(STREAM_KEY, {"e": "not json"})
         client.xadd(STREAM_KEY, {"other": "field"})
+        client.xadd(STREAM_KEY, {"e": "[1]"})  # JSON, but no object
         consumer = _consumer(client, store, "a")
         consumer.drain()
         assert store.count() == 10
-        assert consumer.stats.dead_lettered == 2
-        assert client.xlen(DEAD_LETTER_KEY) == 2
+        assert consumer.stats.dead_lettered == 3
+        assert client.xlen(DEAD_LETTER_KEY) == 3
         assert client.xpending(STREAM_KEY, "analysis")["pending"] == 0
 
     def test_an_event_the_database_refuses_is_isolated(self, client, store) -> None:

@@ -90,9 +90,33 @@ def validate_events(events: list[Event], now: datetime, root: str = "events") ->
     """Raise one InvalidArgument naming every bad event field (``events[3].value``)."""
     if not events:
         raise InvalidArgument(root, "at least one event is required")
+    latest = now + _MAX_FUTURE
+    isfinite = math.isfinite
+    first_bad = 0
+    for event in events:
+        # One expression for a valid event (every Track event goes through here); the first
+        # one that fails it, and every later one, get the field by field check.
+        event_id, unit_id, name = event.event_id, event.unit_id, event.name
+        if not (
+            event_id
+            and len(event_id) <= _MAX_ID
+            and unit_id
+            and len(unit_id) <= _MAX_UNIT
+            and name
+            and len(name) <= _MAX_NAME
+            and isfinite(event.value)
+            and 0 <= event.probability <= 1
+            and event.time <= latest
+            and event.experiment_version >= 0
+            and (name != EXPOSURE or (event.experiment_key and event.variant_key))
+        ):
+            break
+        first_bad += 1
+    else:
+        return
     violations: list[FieldViolation] = []
-    for i, event in enumerate(events):
-        _check(event, f"{root}[{i}]", now, violations)
+    for i in range(first_bad, len(events)):
+        _check(events[i], f"{root}[{i}]", now, violations)
     if violations:
         first, *rest = violations
         raise InvalidArgument(first.field, first.reason, *rest)

@@ -24,9 +24,8 @@ import redis
 import structlog
 
 from ensayo.errors import DependencyUnavailable, InvalidArgument
-from ensayo.events.model import Event
 from ensayo.state.client import redis_errors
-from ensayo.state.events import STREAM_KEY, decode_entry
+from ensayo.state.events import STREAM_KEY
 
 __all__ = [
     "DEAD_LETTER_KEY",
@@ -86,10 +85,18 @@ return acked
 
 
 class EventSink(Protocol):
-    """Where consumed events go; ``write`` commits durably and ignores known event ids."""
+    """Where consumed events go: ``decode`` reads one, ``write_rows`` commits a batch.
 
-    def write(self, batch: Sequence[Event]) -> None:
-        """Store the batch in one transaction (idempotent per event_id).
+    A row is whatever the sink decodes an entry's event JSON into (the SQL store's own row
+    tuple, so no Event object is built on the way to SQL); the consumer only carries it.
+    """
+
+    def decode(self, payload: bytes) -> Any:
+        """The row of one entry's event JSON; KeyError, ValueError or TypeError if it is none."""
+        ...
+
+    def write_rows(self, rows: Sequence[Any]) -> None:
+        """Store the rows in one transaction (idempotent per event_id).
 
         Raises DependencyUnavailable when the store is down, InvalidArgument when it refuses
         the data itself (retrying cannot help).
@@ -240,21 +247,24 @@ class StreamConsumer:
         ids = [entry_id for entry_id, _ in entries]
         try:
             self._hooks.after_read(ids)
-            batch: list[tuple[str, bytes, Event]] = []
+            batch: list[tuple[str, bytes, Any]] = []
             dead: list[tuple[str, bytes]] = []
+            decode = self._sink.decode
             for entry_id, payload in entries:
                 try:
-                    batch.append((entry_id, payload, decode_entry({b"e": payload})))
+                    batch.append((entry_id, payload, decode(payload)))
                 except (KeyError, ValueError, TypeError):
                     dead.append((entry_id, payload))
             dead += self._write(batch)
             self._hooks.after_commit(ids)
             with redis_errors():
-                pipe = self._client.pipeline(transaction=False)
-                for entry_id, payload in dead:
-                    pipe.xadd(DEAD_LETTER_KEY, {"e": payload, "id": entry_id})
-                self._ack(keys=[self._stream], args=[self._group, ",".join(ids)], client=pipe)
-                pipe.execute()
+                if dead:
+                    pipe = self._client.pipeline(transaction=False)
+                    for entry_id, payload in dead:
+                        pipe.xadd(DEAD_LETTER_KEY, {"e": payload, "id": entry_id})
+                    pipe.execute()
+                # Not in the pipeline: a pipeline holding a script asks SCRIPT EXISTS first.
+                self._ack(keys=[self._stream], args=[self._group, ",".join(ids)])
         except BaseException:
             self._own_pending = True  # whatever failed, re-read our own entries next time
             raise
@@ -266,23 +276,25 @@ class StreamConsumer:
         self._maybe_trim()
         return len(entries)
 
-    def _write(self, batch: list[tuple[str, bytes, Event]]) -> list[tuple[str, bytes]]:
+    def _write(self, batch: list[tuple[str, bytes, Any]]) -> list[tuple[str, bytes]]:
         """Commit the batch; if the database rejects it, isolate the events it rejects.
 
         An outage (DependencyUnavailable) propagates: the batch stays pending. A sink that
         refuses the data (InvalidArgument) gets the batch again event by event, and the events
         it still refuses go to the dead-letter stream instead of blocking the group forever.
         """
+        if not batch:
+            return []
         try:
-            self._sink.write([event for _, _, event in batch])
+            self._sink.write_rows([row for _, _, row in batch])
         except InvalidArgument as exc:
             _log.error("event_batch_rejected", size=len(batch), error=str(exc))
         else:
             return []
         rejected = []
-        for entry_id, payload, event in batch:
+        for entry_id, payload, row in batch:
             try:
-                self._sink.write([event])
+                self._sink.write_rows([row])
             except InvalidArgument:
                 rejected.append((entry_id, payload))
         return rejected
@@ -315,10 +327,11 @@ class StreamConsumer:
             return []
         if packed:
             parts = bytes(packed).split(b"\n")
-            rows = [
-                (parts[i].decode(), parts[i + 1], parts[i + 2]) for i in range(0, len(parts), 3)
-            ]
-            return self._entries(rows)
+            ids = [raw.decode() for raw in parts[0::3]]
+            kinds = parts[1::3]
+            if kinds.count(b"e") == len(kinds):  # the usual batch: every entry holds an event
+                return list(zip(ids, parts[2::3], strict=True))
+            return self._entries(list(zip(ids, kinds, parts[2::3], strict=True)))
         if block is None:
             return []
         reply: Any

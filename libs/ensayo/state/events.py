@@ -8,7 +8,7 @@ final guarantee downstream. All keys share the ``{ensayo:events}`` hash tag (Red
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +30,12 @@ STREAM_KEY = "{ensayo:events}:stream"
 SEEN_TTL_S = 7 * 24 * 3600
 _BATCH = 500
 _DECODER = json.JSONDecoder()  # raw_decode: entries have no surrounding whitespace to skip
+_PROPS = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
+# json.dumps' own escaping of a string (ensure_ascii), quotes included; TypeError otherwise.
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
-# KEYS[1] = stream; ARGV = ttl, then pairs (event_id, payload). Returns 1/0 per event.
+# KEYS[1] = stream; ARGV = ttl, then pairs (event_id, payload). Returns 1/0 per event. Only
+# for a batch whose event ids hold a newline (the packed script below cannot split them).
 _APPEND = """
 local out = {}
 local ttl = tonumber(ARGV[1])
@@ -46,6 +50,34 @@ for i = 2, #ARGV, 2 do
 end
 return out
 """
+# The same with the batch packed in three arguments: ttl, the event ids and the payloads,
+# each list joined by newlines (event JSON never holds a raw newline; ids are checked), and
+# the answer as one string of "1" (new) and "0" (seen) per event. A thousand arguments and a
+# thousand-element reply cost the client more than the whole script costs Redis.
+_APPEND_PACKED = """
+local ttl = ARGV[1]
+local ids, payloads = ARGV[2], ARGV[3]
+local call, find, sub = redis.call, string.find, string.sub
+local out = {}
+local i, p = 1, 1
+while true do
+  local i_end = find(ids, '\\n', i, true)
+  local p_end = find(payloads, '\\n', p, true)
+  if (i_end == nil) ~= (p_end == nil) then
+    return redis.error_reply('ERR ids and payloads differ in number')
+  end
+  local id = sub(ids, i, (i_end or 0) - 1)
+  if call('SET', '{ensayo:events}:seen:' .. id, '1', 'NX', 'EX', ttl) then
+    call('XADD', KEYS[1], '*', 'e', sub(payloads, p, (p_end or 0) - 1))
+    out[#out + 1] = '1'
+  else
+    out[#out + 1] = '0'
+  end
+  if not i_end then break end
+  i, p = i_end + 1, p_end + 1
+end
+return table.concat(out)
+"""
 
 
 def seen_key(event_id: str) -> str:
@@ -53,12 +85,7 @@ def seen_key(event_id: str) -> str:
     return "{ensayo:events}:seen:" + event_id
 
 
-def encode_event(e: Event) -> str:
-    """The stream entry's JSON of an event: the same text as ``codec.dumps(e)``, built directly.
-
-    Every tracked event goes through here, so it spells the fields out instead of reflecting
-    over the dataclass (about ten times faster); a unit test pins the equality with the codec.
-    """
+def _encode_slow(e: Event) -> str:
     return json.dumps(
         {
             "allocation_version": e.allocation_version,
@@ -80,12 +107,54 @@ def encode_event(e: Event) -> str:
     )
 
 
+def encode_event(e: Event) -> str:
+    """The stream entry's JSON of an event: the same text as ``codec.dumps(e)``, built directly.
+
+    Every tracked event goes through here, so it writes the key-sorted text itself, with
+    ``json``'s own string escaping and number spelling, instead of reflecting over the
+    dataclass or sorting a dict (several times faster); fields of unexpected types, and
+    non-finite numbers (which raise ValueError), take ``json.dumps``. A unit test pins the
+    equality with the codec.
+    """
+    return _encode(e, e.time.isoformat())
+
+
+def _encode(e: Event, iso_time: str) -> str:
+    """:func:`encode_event` with ``e.time.isoformat()`` given (a batch shares most times)."""
+    value, probability = e.value, e.probability
+    version, allocation = e.experiment_version, e.allocation_version
+    properties = e.properties
+    if not (
+        type(value) is float
+        and type(probability) is float
+        and type(version) is int
+        and type(allocation) is int
+        and value - value == 0.0  # finite (inf - inf and nan - nan are nan)
+        and probability - probability == 0.0
+    ):
+        return _encode_slow(e)
+    try:
+        props = "{}" if type(properties) is dict and not properties else _PROPS.encode(properties)
+        return (
+            f'{{"allocation_version":{allocation},"decision_id":{_string(e.decision_id)},'
+            f'"event_id":{_string(e.event_id)},"experiment_key":{_string(e.experiment_key)},'
+            f'"experiment_version":{version},"name":{_string(e.name)},'
+            f'"probability":{probability!r},"properties":{props},'
+            f'"time":"{iso_time}","unit_id":{_string(e.unit_id)},'
+            f'"value":{value!r},"variant_key":{_string(e.variant_key)}}}'
+        )
+    except TypeError:  # a field that is no string, or a key of properties that is none
+        return _encode_slow(e)
+
+
 def decode_entry(fields: dict[bytes, bytes]) -> Event:
     """The event stored in one stream entry (field ``e``, written by :func:`encode_event`).
 
     Raises KeyError, ValueError or TypeError for an entry that is not such an event.
     """
     data: dict[str, Any] = _DECODER.raw_decode(fields[b"e"].decode())[0]
+    if type(data) is not dict:
+        raise TypeError("an event is a JSON object")
     properties = data.get("properties") or {}
     if not isinstance(properties, dict):
         raise TypeError("properties must be an object")
@@ -112,6 +181,7 @@ class RedisEventLog:
         self._client = client
         self._stream = stream
         self._script = client.register_script(_APPEND)
+        self._packed = client.register_script(_APPEND_PACKED)
 
     def append(self, events: Sequence[Event]) -> list[bool]:
         """Append new events; per event, whether it was new."""
@@ -119,9 +189,24 @@ class RedisEventLog:
         with redis_errors():
             for start in range(0, len(events), _BATCH):
                 chunk = events[start : start + _BATCH]
-                args: list[str | int] = [SEEN_TTL_S]
+                ids = "\n".join([event.event_id for event in chunk])
+                if ids.count("\n") != len(chunk) - 1:  # an id holds a newline: one by one
+                    args: list[str | int] = [SEEN_TTL_S]
+                    for event in chunk:
+                        args += [event.event_id, encode_event(event)]
+                    flags += [bool(x) for x in self._script(keys=[self._stream], args=args)]
+                    continue
+                payloads = []
+                when, text = None, ""
                 for event in chunk:
-                    args += [event.event_id, encode_event(event)]
-                result = self._script(keys=[self._stream], args=args)
-                flags += [bool(x) for x in result]
+                    if event.time is not when:
+                        when, text = event.time, event.time.isoformat()
+                    payloads.append(_encode(event, text))
+                reply = self._packed(
+                    keys=[self._stream], args=[SEEN_TTL_S, ids, "\n".join(payloads)]
+                )
+                answer = reply if isinstance(reply, str) else bytes(reply).decode()
+                if len(answer) != len(chunk):
+                    raise RuntimeError(f"append answered {len(answer)} flags for {len(chunk)}")
+                flags += [flag == "1" for flag in answer]
         return flags

@@ -15,6 +15,7 @@ from ensayo.analysis.model import (
     VariantSummary,
 )
 from ensayo.errors import InvalidArgument, ResourceExhausted
+from ensayo.events.model import Event
 from ensayo.stats import AnalysisMethod, Comparison, Correction, MetricKind, SrmResult
 from ensayo.v1 import analysis_service_pb2 as pb
 from ensayo.v1 import events_service_pb2 as events_pb
@@ -31,6 +32,24 @@ class TestEventsFromPb:
         )
         assert event.value == 1.0
         assert event.time == NOW
+
+    def test_every_field_lands_in_its_place(self) -> None:
+        """Each message field becomes the Event field of the same name."""
+        message = events_pb.Event(
+            event_id="e",
+            unit_id="u",
+            name="n",
+            value=2.5,
+            experiment_key="x",
+            experiment_version=3,
+            variant_key="v",
+            probability=0.25,
+            decision_id="d",
+            allocation_version=7,
+        )
+        message.properties.update({"k": "p"})
+        (event,) = convert.events_from_pb([message], NOW)
+        assert event == Event("e", "u", "n", NOW, 2.5, "x", 3, "v", 0.25, "d", {"k": "p"}, 7)
 
     def test_explicit_zero_value_and_time_are_kept(self) -> None:
         """An explicit value of 0 is not the default (the field is optional)."""
@@ -63,6 +82,25 @@ class TestEventsFromPb:
         with pytest.raises(InvalidArgument) as info:
             convert.events_from_pb([message], NOW)
         assert info.value.field == "events[0].variant_key"
+
+    def test_every_wire_problem_is_named_in_event_order(self) -> None:
+        """Time, keys and properties of every event, in that order per event."""
+        first = events_pb.Event(event_id="a", unit_id="u", name="n", experiment_key="x" * 129)
+        first.time.seconds = 2**62  # beyond year 9999
+        second = events_pb.Event(
+            event_id="b", unit_id="u", name="n", variant_key="v" * 129, decision_id="d" * 257
+        )
+        second.properties.update({"p": 1.0})
+        second.properties["p"] = math.inf
+        with pytest.raises(InvalidArgument) as info:
+            convert.events_from_pb([first, second], NOW)
+        assert [v.field for v in info.value.violations] == [
+            "events[0].time",
+            "events[0].experiment_key",
+            "events[1].variant_key",
+            "events[1].decision_id",
+            "events[1].properties.p",
+        ]
 
     def test_more_than_ten_thousand_events_is_resource_exhausted(self) -> None:
         """The batch limit is checked before any conversion work."""
