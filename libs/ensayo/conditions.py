@@ -7,6 +7,7 @@ compiled into closures; evaluation never raises and never uses ``eval``.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -271,7 +272,18 @@ def _all_of(parts: list[_Predicate]) -> _Predicate:
         return _always
     if len(parts) == 1:
         return parts[0]
-    return lambda value: all(p(value) for p in parts)
+    if len(parts) == 2:
+        first, second = parts
+        return lambda value: first(value) and second(value)
+    every = tuple(parts)
+
+    def predicate(value: object) -> bool:
+        for p in every:  # noqa: SIM110 - a plain loop is faster than all() on a generator
+            if not p(value):
+                return False
+        return True
+
+    return predicate
 
 
 def _negate(predicate: _Predicate) -> _Predicate:
@@ -283,7 +295,9 @@ def _on_path(path: str, predicate: _Predicate) -> _Predicate:
     segments = tuple(path.split("."))
     if len(segments) == 1:
         return lambda attrs: predicate(
-            attrs.get(path) if isinstance(attrs, Mapping) else _get_path(attrs, segments)
+            attrs.get(path)
+            if type(attrs) is dict or isinstance(attrs, Mapping)
+            else _get_path(attrs, segments)
         )
     return lambda attrs: predicate(_get_path(attrs, segments))
 
@@ -362,6 +376,14 @@ def _compile_operator(op: str, operand: object) -> _Predicate:  # noqa: PLR0911
     raise AssertionError(f"unvalidated operator {op}")  # validation rejects it first
 
 
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
+
+
 def _ordering(op: str, operand: object) -> _Predicate:
     test: Callable[[int], bool] = {
         "$gt": lambda c: c > 0,
@@ -373,8 +395,12 @@ def _ordering(op: str, operand: object) -> _Predicate:
         text = operand
         return lambda v: isinstance(v, str) and test(_compare_text(v, text))
     number = _as_number(operand)
+    compare = _COMPARE[op]  # on numbers that are not NaN, the same as test(sign)
 
     def predicate(v: object) -> bool:
+        kind = type(v)
+        if kind is float or kind is int:
+            return compare(v, number)  # NaN compares false, as it must
         if isinstance(v, bool) or not isinstance(v, int | float) or v != v:  # noqa: PLR0124
             return False
         return test((v > number) - (v < number))
@@ -415,8 +441,11 @@ def _version(op: str, operand: object) -> _Predicate:
 def _membership(values: Sequence[object]) -> _Predicate:
     """``$in``: the value, or any element of an array value, strictly equals a listed one."""
     keys = frozenset(k for k in map(_scalar_key, values) if k is not None)
+    texts = frozenset(v for kind, v in keys if kind == "string")
 
     def predicate(v: object) -> bool:
+        if type(v) is str:
+            return v in texts
         if _is_list(v):
             return any(_scalar_key(x) in keys for x in v)
         return _scalar_key(v) in keys

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import math
 import numbers
+import struct
+from array import array
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ensayo.errors import InvalidArgument
+from ensayo.unit_ids import FixedWidthIds
 
 __all__ = [
     "BUCKETS",
     "FNV_OFFSET_BASIS",
     "FNV_PRIME",
     "WEIGHT_SUM_TOLERANCE",
+    "bucket_v2",
+    "buckets_v2",
     "fnv1a32",
     "hash_v2",
     "hash_v2_many",
@@ -29,6 +35,7 @@ __all__ = [
     "choose_variants",
     "in_range",
     "in_range_many",
+    "seed_state",
 ]
 
 FNV_OFFSET_BASIS = 0x811C9DC5
@@ -41,6 +48,7 @@ WEIGHT_SUM_TOLERANCE = 0.01
 """Weights must sum to 1 within this; GrowthBook accepts sums in [0.99, 1.01] unchanged."""
 
 _MASK = 0xFFFFFFFF
+_UNMASKED_UNITS = 32  # texts up to this many code units are reduced mod 2**32 once
 _CHUNK = 1 << 16  # ids per vectorised batch: bounds memory, keeps the working set in cache
 _PRIME_U32 = np.uint32(FNV_PRIME)
 _ASCII_ZERO = np.uint32(ord("0"))
@@ -54,9 +62,22 @@ def fnv1a32(text: str) -> int:
     bytes; a character above U+FFFF (an emoji) is two units, its surrogate pair; a lone
     surrogate in a Python string is one unit. Returns an int in [0, 2**32).
     """
-    h = FNV_OFFSET_BASIS
-    for unit in _code_units(text):
-        h = ((h ^ unit) * FNV_PRIME) & _MASK
+    return _fnv_from(FNV_OFFSET_BASIS, text)
+
+
+def _fnv_from(h: int, text: str) -> int:
+    """FNV-1a continued from state ``h`` over the UTF-16 code units of ``text``."""
+    prime = FNV_PRIME
+    units = text.encode("ascii") if text.isascii() else _code_units(text)
+    if len(units) <= _UNMASKED_UNITS:
+        # XOR with a code unit and multiplication both commute with reduction mod 2**32,
+        # so a short text is hashed with one reduction at the end.
+        for unit in units:
+            h = (h ^ unit) * prime
+        return h & _MASK
+    mask = _MASK
+    for unit in units:
+        h = ((h ^ unit) * prime) & mask
     return h
 
 
@@ -65,6 +86,101 @@ def _code_units(text: str) -> Sequence[int]:
         return text.encode("ascii")
     data = text.encode("utf-16-le", "surrogatepass")
     return [data[i] | (data[i + 1] << 8) for i in range(0, len(data), 2)]
+
+
+def seed_state(seed: str) -> int:
+    """The FNV-1a state after hashing ``seed``: where ``hash_v2(seed, id)`` continues from.
+
+    FNV-1a reads its input left to right, so hashing ``seed + id`` equals hashing ``id``
+    from this state: compiled experiments, holdouts and layers compute it once.
+    """
+    return _fnv_from(FNV_OFFSET_BASIS, seed)
+
+
+def bucket_v2(state: int, unit_id: str) -> int:
+    """Hash version 2's bucket of ``unit_id``, in [0, BUCKETS), given ``seed_state(seed)``.
+
+    ``hash_v2(seed, unit_id) == bucket_v2(seed_state(seed), unit_id) / BUCKETS`` exactly.
+    """
+    first = _fnv_from(state, unit_id)
+    # The second pass hashes the decimal text of ``first``: the state after its leading
+    # digits (all but the last five) comes from a table, the last five are hashed here.
+    high, low = divmod(first, _LOW_PLACE)
+    if high:
+        a, b, c, d, e = b"%05d" % low
+        p = FNV_PRIME
+        h = ((((_DECIMAL_PREFIX[high] ^ a) * p ^ b) * p ^ c) * p ^ d) * p
+        return (((h ^ e) * p) & _MASK) % BUCKETS
+    return _fnv_from(FNV_OFFSET_BASIS, str(low)) % BUCKETS
+
+
+def buckets_v2(states: Sequence[int], unit_id: str) -> list[int]:
+    """``bucket_v2(state, unit_id)`` for each seed state: one id under many seeds at once.
+
+    For a unit assigned to many experiments. From three seeds on, the states are packed
+    into one Python integer, 64 bits per seed, and both FNV passes step every seed at once
+    (a lane holds a 32-bit state; times the 25-bit prime it never carries into the next
+    lane); the decimal digits of the first hashes are taken lane by lane with
+    multiply-shift divisions (by 100,000 and by 10). Equal to ``bucket_v2`` for every
+    input.
+    """
+    n = len(states)
+    if n < _PACKED_MIN:
+        return [bucket_v2(state, unit_id) for state in states]
+    if n > _PACKED_MAX:
+        out: list[int] = []
+        for lo in range(0, n, _PACKED_MAX):
+            out.extend(buckets_v2(states[lo : lo + _PACKED_MAX], unit_id))
+        return out
+    lanes = _lanes(n)
+    prime, ones, mask = FNV_PRIME, lanes.ones, lanes.mask
+    h = int.from_bytes(lanes.pack(*states), "little")
+    for unit in unit_id.encode("ascii") if unit_id.isascii() else _code_units(unit_id):
+        h = ((h ^ (unit * ones)) * prime) & mask
+    # Each lane's first hash is high * 100_000 + x: high = (h >> 5) // 3125, exactly.
+    high = ((((h >> 5) & lanes.high_mask) * _DIV3125_MUL) >> _DIV3125_SHIFT) & lanes.quotient_mask
+    x = h - high * _LOW_PLACE
+    highs = lanes.unpack(high.to_bytes(8 * n, "little"))[::2]
+    if 0 in highs:  # a first hash of fewer than six digits (1 in 43,000 per seed)
+        return [bucket_v2(state, unit_id) for state in states]
+    h = int.from_bytes(lanes.pack(*[_DECIMAL_PREFIX[value] for value in highs]), "little")
+    digits = []  # the last five digits, least significant first
+    for _ in range(4):
+        q = ((x * _DIV10_MUL) >> _DIV10_SHIFT) & lanes.quotient_mask  # x // 10 in each lane
+        digits.append(x - q * 10)
+        x = q
+    digits.append(x)
+    for digit in reversed(digits):
+        h = ((h ^ (digit | lanes.ascii_zero)) * prime) & mask
+    return [value % BUCKETS for value in lanes.unpack(h.to_bytes(8 * n, "little"))[::2]]
+
+
+_PACKED_MIN = 3  # below, the scalar loop is faster
+_PACKED_MAX = 64  # seeds per packed integer
+_DIV10_MUL = 0xCCCCCCCD  # (x * _DIV10_MUL) >> 35 == x // 10 for every x < 2**32
+_DIV10_SHIFT = 35
+_DIV3125_SHIFT = 44
+_DIV3125_MUL = -(-(1 << _DIV3125_SHIFT) // 3125)  # (x * it) >> 44 == x // 3125, x < 2**27
+
+
+class _Lanes:
+    """Constants for ``n`` 64-bit lanes packed in one integer."""
+
+    __slots__ = ("ascii_zero", "high_mask", "mask", "ones", "pack", "quotient_mask", "unpack")
+
+    def __init__(self, n: int) -> None:
+        self.ones = sum(1 << (64 * i) for i in range(n))
+        self.mask = _MASK * self.ones
+        self.high_mask = ((1 << 27) - 1) * self.ones  # a 32-bit value shifted right by 5
+        self.quotient_mask = ((1 << 17) - 1) * self.ones  # every quotient here is < 2**17
+        self.ascii_zero = ord("0") * self.ones
+        self.pack = struct.Struct(f"<{n}Q").pack
+        self.unpack = struct.Struct(f"<{2 * n}I").unpack  # low and high halves of each lane
+
+
+@lru_cache(maxsize=_PACKED_MAX)
+def _lanes(n: int) -> _Lanes:
+    return _Lanes(n)
 
 
 def hash_v2(seed: str, unit_id: str) -> float:
@@ -76,7 +192,7 @@ def hash_v2(seed: str, unit_id: str) -> float:
     ``growthbook.core.gbhash(seed, unit_id, 2)`` for every string, the empty one included
     (GrowthBook itself never buckets an empty id: callers must treat it as missing).
     """
-    return (fnv1a32(str(fnv1a32(seed + unit_id))) % BUCKETS) / BUCKETS
+    return bucket_v2(_fnv_from(FNV_OFFSET_BASIS, seed), unit_id) / BUCKETS
 
 
 def hash_v2_many(seed: str, unit_ids: Sequence[str]) -> NDArray[np.float64]:
@@ -99,7 +215,7 @@ def hash_v2_many(seed: str, unit_ids: Sequence[str]) -> NDArray[np.float64]:
     for lo in range(0, n, _CHUNK):
         chunk = unit_ids[lo : lo + _CHUNK]
         first = _fnv_continue(np.uint32(state), chunk)
-        second = _fnv_decimal(first)
+        second = _fnv_decimal_tabled(first)
         out[lo : lo + len(chunk)] = (second % np.uint32(BUCKETS)).astype(np.float64) / BUCKETS
     return out
 
@@ -107,6 +223,8 @@ def hash_v2_many(seed: str, unit_ids: Sequence[str]) -> NDArray[np.float64]:
 def _fnv_continue(state: np.uint32, ids: Sequence[str]) -> NDArray[np.uint32]:
     """FNV-1a continued from ``state`` over each id's UTF-16 code units."""
     count = len(ids)
+    if isinstance(ids, FixedWidthIds):  # ASCII of one width: the columns are the bytes
+        return _fnv_columns(np.full(count, state, dtype=np.uint32), ids.matrix.T)
     joined = "".join(ids)
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=count)
     units: NDArray[np.uint8] | NDArray[np.uint16]
@@ -125,11 +243,7 @@ def _fnv_continue(state: np.uint32, ids: Sequence[str]) -> NDArray[np.uint32]:
         return h
     if int(lengths.min()) == longest:
         # Same length everywhere (UUIDs, fixed-width keys): walk the columns of one matrix.
-        columns = np.ascontiguousarray(units.reshape(count, longest).T)
-        for column in columns:
-            h ^= column
-            h *= _PRIME_U32
-        return h
+        return _fnv_columns(h, units.reshape(count, longest).T)
     # Ragged: order ids by length, longest first, so column j concerns a prefix of them.
     order = np.argsort(-lengths, kind="stable")
     starts = (np.cumsum(lengths) - lengths)[order]
@@ -145,6 +259,16 @@ def _fnv_continue(state: np.uint32, ids: Sequence[str]) -> NDArray[np.uint32]:
     return h
 
 
+def _fnv_columns(
+    h: NDArray[np.uint32], columns: NDArray[np.uint8] | NDArray[np.uint16]
+) -> NDArray[np.uint32]:
+    """FNV-1a continued from ``h`` over the rows of ``columns`` (code unit j of every id)."""
+    for column in np.ascontiguousarray(columns):
+        h ^= column
+        h *= _PRIME_U32
+    return h
+
+
 def _fnv_decimal(values: NDArray[np.uint32]) -> NDArray[np.uint32]:
     """FNV-1a of each value's decimal text (``str(int)``: no sign, no leading zeros)."""
     h = np.full(values.shape, FNV_OFFSET_BASIS, dtype=np.uint32)
@@ -153,6 +277,29 @@ def _fnv_decimal(values: NDArray[np.uint32]) -> NDArray[np.uint32]:
         digit = (values // place) % np.uint32(10)
         stepped = (h ^ (digit + _ASCII_ZERO)) * _PRIME_U32
         h = stepped if power == 0 else np.where(values >= place, stepped, h)
+    return h
+
+
+_LOW_PLACE = 100_000
+_DECIMAL_PREFIX_U32 = _fnv_decimal(np.arange(_MASK // _LOW_PLACE + 1, dtype=np.uint32))
+_DECIMAL_PREFIX: array[int] = array("L", _DECIMAL_PREFIX_U32.tolist())
+"""``fnv1a32(str(n))`` for every ``n`` up to ``(2**32 - 1) // 100_000``: leading digits."""
+
+
+def _fnv_decimal_tabled(values: NDArray[np.uint32]) -> NDArray[np.uint32]:
+    """:func:`_fnv_decimal` with the leading digits from the table (as ``bucket_v2`` does).
+
+    A value of 100,000 or more continues from its leading digits' state over its last five
+    digits, zero-padded; a smaller one hashes its own digits from the offset basis.
+    """
+    high, low = np.divmod(values, np.uint32(_LOW_PLACE))
+    padded = high > 0
+    h = np.where(padded, _DECIMAL_PREFIX_U32[high], np.uint32(FNV_OFFSET_BASIS))
+    for power in range(4, -1, -1):
+        place = np.uint32(10**power)
+        digit = (low // place) % np.uint32(10)
+        stepped = (h ^ (digit + _ASCII_ZERO)) * _PRIME_U32
+        h = stepped if power == 0 else np.where(padded | (low >= place), stepped, h)
     return h
 
 

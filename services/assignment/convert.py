@@ -1,11 +1,14 @@
 """Assignment protobuf <-> domain conversion.
 
 Requests become ``ensayo.assignment`` queries (attributes converted lazily, only for units a
-condition reads); results become responses, the batch's indices packed with numpy.
+condition reads); results become responses, the batch's indices packed with numpy. Each
+``Assignment`` the engine shares between units is encoded once (cached weakly on the
+instance) and a response is parsed from the concatenated encodings.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import overload
 
@@ -46,27 +49,30 @@ _KIND_TO_PB: Mapping[MembershipKind, pb.MembershipKind.ValueType] = {
 }
 _NO_REASON = pb.AssignmentReason.ASSIGNMENT_REASON_UNSPECIFIED
 _PACKED_INDEX_TAG = b"\x12"  # field 2 (variant_index), wire type 2 (length-delimited)
+_ASSIGNMENTS_TAG = b"\x0a"  # AssignResponse field 1 (assignments), length-delimited
 _ONE_BYTE_ZIGZAG = 63  # zigzag(i) = 2i < 128 fits one varint byte up to i = 63
+_SCALAR_KINDS = frozenset(("string_value", "number_value", "bool_value"))
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, object]:
     """A ``google.protobuf.Struct`` as plain Python values (numbers are floats)."""
-    return {key: _value(value) for key, value in struct.fields.items()}
+    out: dict[str, object] = {}
+    fields = struct.fields
+    for key in fields:  # faster than .items(), a Python-level view over the map
+        value = fields[key]
+        kind = value.WhichOneof("kind")
+        out[key] = getattr(value, kind) if kind in _SCALAR_KINDS else _value(value, kind)
+    return out
 
 
-def _value(value: struct_pb2.Value) -> object:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        return value.number_value
-    if kind == "bool_value":
-        return value.bool_value
+def _value(value: struct_pb2.Value, kind: str | None) -> object:
+    if kind in _SCALAR_KINDS:
+        return getattr(value, kind)
     if kind == "struct_value":
         return struct_to_dict(value.struct_value)
     if kind == "list_value":
-        return [_value(v) for v in value.list_value.values]
-    return None
+        return [_value(v, v.WhichOneof("kind")) for v in value.list_value.values]
+    return None  # null_value, or no kind set
 
 
 class _LazyAttributes(Sequence[Mapping[str, object]]):
@@ -120,9 +126,35 @@ def _assignment_to_pb(a: Assignment) -> pb.Assignment:
     return message
 
 
+_encoded: dict[int, tuple[weakref.ref[Assignment], bytes]] = {}
+"""``id(a)`` -> (a weak reference to ``a``, ``a`` as a length-delimited response field)."""
+
+
+def _encode(a: Assignment) -> bytes:
+    """``a`` as field 1 of ``AssignResponse``, cached until ``a`` is garbage."""
+    key = id(a)
+    entry = _encoded.get(key)
+    if entry is not None and entry[0]() is a:
+        return entry[1]
+    body = _assignment_to_pb(a).SerializeToString()
+    chunk = _ASSIGNMENTS_TAG + _varint(len(body)) + body
+    if a.reason is not Reason.UNKNOWN_EXPERIMENT:  # those are built per call: not worth it
+
+        def forget(_: weakref.ref[Assignment]) -> None:
+            _encoded.pop(key, None)
+
+        _encoded[key] = (weakref.ref(a, forget), chunk)
+    return chunk
+
+
 def assign_response_to_pb(assignments: Sequence[Assignment]) -> pb.AssignResponse:
     """The assignments, in request order."""
-    return pb.AssignResponse(assignments=[_assignment_to_pb(a) for a in assignments])
+    cached = _encoded.get
+    chunks = []
+    for a in assignments:
+        entry = cached(id(a))
+        chunks.append(entry[1] if entry is not None and entry[0]() is a else _encode(a))
+    return pb.AssignResponse.FromString(b"".join(chunks))
 
 
 def batch_query_from_pb(request: pb.AssignBatchRequest) -> BatchQuery:

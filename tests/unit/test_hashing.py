@@ -467,3 +467,45 @@ class TestPublishedVectors:
         for row in HASHING["bucketing"]:
             ranges = gb.getBucketRanges(len(row["weights"]), row["coverage"], row["weights"])
             assert gb.chooseVariation(row["hash"], ranges) == row["variant"]
+
+
+def _short_first_hash_ids(seed: str, count: int) -> list[str]:
+    """Ids whose first FNV pass under ``seed`` is below 100,000 (fewer than six digits)."""
+    found = [f"u{i}" for i in range(2_000_000) if fnv1a32(seed + f"u{i}") < 100_000]
+    assert len(found) >= count
+    return found[:count]
+
+
+class TestSeedStates:
+    """bucket_v2 / buckets_v2 hash from a precomputed seed state, bit for bit like hash_v2."""
+
+    SEEDS = ("", "exp", "layer:é", "🧪", "holdout:global", "x" * 40)
+
+    def test_bucket_v2_equals_hash_v2(self) -> None:
+        """hash_v2(seed, id) == bucket_v2(seed_state(seed), id) / BUCKETS for any text."""
+        for seed in self.SEEDS:
+            state = hashing.seed_state(seed)
+            assert state == fnv1a32(seed)
+            for unit_id in _id_mix():
+                bucket = hashing.bucket_v2(state, unit_id)
+                assert hash_v2(seed, unit_id) == bucket / hashing.BUCKETS, (seed, unit_id)
+
+    @pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 20, 64, 65, 130])
+    def test_buckets_v2_equals_bucket_v2(self, n: int) -> None:
+        """One id under many seeds at once (packed lanes from three seeds on, 64 per pack)."""
+        rng = random.Random(n)
+        seeds = [*self.SEEDS, *_random_ids(rng, n, WIDE)][:n]
+        states = [hashing.seed_state(s) for s in seeds]
+        for unit_id in _id_mix()[::7]:
+            expected = [hashing.bucket_v2(state, unit_id) for state in states]
+            assert hashing.buckets_v2(states, unit_id) == expected, unit_id
+
+    def test_first_hashes_of_fewer_than_six_digits(self) -> None:
+        """The rare first hash below 100,000 (no table prefix) is hashed right on both paths."""
+        ids = _short_first_hash_ids("s", 3)
+        states = [hashing.seed_state(s) for s in ("s", "t", "u", "v")]
+        for unit_id in ids:
+            first = fnv1a32("s" + unit_id)
+            assert hashing.bucket_v2(states[0], unit_id) == fnv1a32(str(first)) % 10_000
+            expected = [hashing.bucket_v2(state, unit_id) for state in states]
+            assert hashing.buckets_v2(states, unit_id) == expected

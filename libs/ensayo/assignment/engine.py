@@ -6,11 +6,16 @@ sticky lookup is the caller's I/O, so the pass is split: ``screen`` runs the ste
 ``candidate`` computes the bucket, ``resolve`` combines both with the stored variant. The
 ``*_many`` functions do the same for a whole batch with numpy (no Python loop per unit for
 hashing and bucketing; targeting is evaluated per unit only where attributes are needed).
+``screen_unit`` does it for one unit over many experiments (``Assign``), following a
+``UnitPlan`` cached on the index: shared conditions are evaluated once, the buckets hashed
+together, and the answers are instances compiled with the experiment, never built per call.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -39,13 +44,16 @@ from ensayo.catalog.model import (
 from ensayo.conditions import Evaluator, compile_condition
 from ensayo.errors import InvalidArgument
 from ensayo.hashing import (
+    BUCKETS,
     bucket_ranges,
+    bucket_v2,
+    buckets_v2,
     choose_variant,
     choose_variants,
-    hash_v2,
     hash_v2_many,
     in_range,
     in_range_many,
+    seed_state,
 )
 
 __all__ = [
@@ -53,7 +61,9 @@ __all__ = [
     "CompiledHoldout",
     "CompiledLayer",
     "Index",
+    "Pending",
     "Screened",
+    "UnitPlan",
     "build_index",
     "candidate",
     "candidates_many",
@@ -62,6 +72,7 @@ __all__ = [
     "resolve",
     "screen",
     "screen_many",
+    "screen_unit",
     "unknown",
 ]
 
@@ -71,22 +82,36 @@ _NO_ATTRIBUTES: Mapping[str, object] = {}
 
 @dataclass(frozen=True, slots=True)
 class CompiledHoldout:
-    """A holdout ready to test units: its seed, fraction and compiled targeting."""
+    """A holdout ready to test units: its seed, fraction and compiled targeting.
+
+    ``state`` is the seed's FNV state (``ensayo.hashing.seed_state``), computed once.
+    """
 
     key: str
     version: int
     seed: str
     fraction: float
     targeting: Evaluator | None = None
+    state: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", seed_state(self.seed))
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledLayer:
-    """A layer: its seed and the ranges its running experiments own, by start."""
+    """A layer: its seed and the ranges its running experiments own, by start.
+
+    ``state`` is the seed's FNV state (``ensayo.hashing.seed_state``), computed once.
+    """
 
     key: str
     seed: str
     owners: tuple[tuple[float, float, str], ...] = ()
+    state: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", seed_state(self.seed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +121,11 @@ class CompiledExperiment:
     ``ranges`` come from ``weights`` (the catalog's, or the bandit allocation's) and
     ``coverage`` exactly as GrowthBook lays them out; ``stores`` says whether assignments go
     through the sticky store (sticky experiments and every bandit).
+
+    The answers are computed once too (``Assignment`` is immutable, so every unit with the
+    same outcome shares one): ``assigned``, ``sticky`` and ``forced_in`` by variant index,
+    the ``out_*`` ones by reason; ``state`` is the seed's FNV state, and ``variant_of``
+    gives the variant index of a hash bucket (``candidate``) without float comparisons.
     """
 
     key: str
@@ -116,11 +146,90 @@ class CompiledExperiment:
     stores: bool = False
     bandit: bool = False
     allocation_version: int = 0
+    state: int = field(init=False, repr=False, compare=False)
+    assigned: tuple[Assignment, ...] = field(init=False, repr=False, compare=False)
+    sticky: tuple[Assignment, ...] = field(init=False, repr=False, compare=False)
+    forced_in: tuple[Assignment, ...] = field(init=False, repr=False, compare=False)
+    out_not_running: Assignment = field(init=False, repr=False, compare=False)
+    out_holdout: Assignment = field(init=False, repr=False, compare=False)
+    out_layer_excluded: Assignment = field(init=False, repr=False, compare=False)
+    out_not_targeted: Assignment = field(init=False, repr=False, compare=False)
+    out_not_covered: Assignment = field(init=False, repr=False, compare=False)
+    bucket_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    bucket_variants: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    bucket_answers: tuple[Assignment, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        put("state", seed_state(self.seed))
+        starts, variants = _bucket_segments(self.ranges)
+        put("bucket_starts", starts)
+        put("bucket_variants", variants)
+        # Probabilities are the variants' weights; bucket i < len(weights) always.
+        count = min(len(self.variant_keys), len(self.weights))
+        put(
+            "assigned", tuple(_in(self, i, Reason.ASSIGNED, self.weights[i]) for i in range(count))
+        )
+        put("sticky", tuple(_in(self, i, Reason.STICKY, self.weights[i]) for i in range(count)))
+        put(
+            "forced_in",
+            tuple(_in(self, i, Reason.FORCED, 1.0) for i in range(len(self.variant_keys))),
+        )
+        put("out_not_running", _out(self, Reason.NOT_RUNNING))
+        put("out_holdout", _out(self, Reason.HOLDOUT))
+        put("out_layer_excluded", _out(self, Reason.LAYER_EXCLUDED))
+        put("out_not_targeted", _out(self, Reason.NOT_TARGETED))
+        put("out_not_covered", _out(self, Reason.NOT_COVERED))
+        # ``resolve`` without a stored variant, by run of buckets.
+        put("bucket_answers", tuple(resolve(self, v) for v in variants))
 
     @property
     def control_key(self) -> str:
         """The control's variant key: the experience of every unit outside."""
         return self.variant_keys[0] if self.variant_keys else ""
+
+    def variant_of(self, bucket: int) -> int:
+        """``choose_variant(bucket / BUCKETS, ranges)``: the variant index, -1 if uncovered."""
+        return self.bucket_variants[bisect_right(self.bucket_starts, bucket) - 1]
+
+
+def _bucket_segments(
+    ranges: Sequence[tuple[float, float]],
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``choose_variant(k / BUCKETS, ranges)`` for every bucket k, run-length coded.
+
+    Returns the first bucket of each run and its variant index (-1: uncovered). Each range
+    holds the buckets from the first at or above its start to the first at or above its
+    end, so the answer only changes at those buckets: they are the candidate run starts.
+    """
+    cuts = {0}
+    for start, end in ranges:
+        cuts.add(_first_bucket_at_or_above(start))
+        cuts.add(_first_bucket_at_or_above(end))
+    starts: list[int] = []
+    variants: list[int] = []
+    for cut in sorted(c for c in cuts if c < BUCKETS):
+        variant = choose_variant(cut / BUCKETS, ranges)
+        if not variants or variants[-1] != variant:
+            starts.append(cut)
+            variants.append(variant)
+    return tuple(starts), tuple(variants)
+
+
+def _first_bucket_at_or_above(x: float) -> int:
+    """The least k in [0, BUCKETS] with ``k / BUCKETS >= x`` (BUCKETS when there is none)."""
+    if not x > 0.0:
+        return 0
+    if x > 1.0:
+        return BUCKETS
+    k = min(BUCKETS, math.ceil(x * BUCKETS))
+    while k > 0 and (k - 1) / BUCKETS >= x:
+        k -= 1
+    while k < BUCKETS and k / BUCKETS < x:
+        k += 1
+    return k
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +243,27 @@ class Index:
     layers: tuple[CompiledLayer, ...]
     allocations: Mapping[str, BanditAllocation] = field(default_factory=dict)
     conditions: Mapping[str, Evaluator] = field(default_factory=dict)
+    plans: dict[tuple[str, ...], UnitPlan] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def plan(self, keys: tuple[str, ...]) -> UnitPlan:
+        """The plan of ``Assign`` for these experiment keys (none: every running one).
+
+        Plans are cached per index (the most recent ``MAX_PLANS`` key lists).
+        """
+        plan = self.plans.get(keys)
+        if plan is None:
+            found = self.experiments
+            plan = UnitPlan([found.get(k) or k for k in keys] if keys else self.running)
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()
+            self.plans[keys] = plan
+        return plan
+
+
+MAX_PLANS = 1024
+"""Most ``UnitPlan``s an ``Index`` keeps (one per distinct list of requested keys)."""
 
 
 def build_index(
@@ -298,7 +428,7 @@ def _in(exp: CompiledExperiment, index: int, reason: Reason, probability: float)
 
 
 def _held_out(h: CompiledHoldout, unit_id: str, attributes: Mapping[str, object]) -> bool:
-    if hash_v2(h.seed, unit_id) >= h.fraction:
+    if bucket_v2(h.state, unit_id) / BUCKETS >= h.fraction:
         return False
     return h.targeting is None or h.targeting(attributes)
 
@@ -314,19 +444,19 @@ def screen(
     LAYER_EXCLUDED; targeting not matched → NOT_TARGETED.
     """
     if not exp.running:
-        return _out(exp, Reason.NOT_RUNNING)
+        return exp.out_not_running
     forced = exp.forced.get(unit_id)
     if forced is not None:
-        return _in(exp, forced, Reason.FORCED, 1.0)
+        return exp.forced_in[forced]
     for h in exp.holdouts:
         if _held_out(h, unit_id, attributes):
-            return _out(exp, Reason.HOLDOUT)
+            return exp.out_holdout
     if exp.layer is not None:
         start, end = exp.layer_range
-        if not in_range(hash_v2(exp.layer.seed, unit_id), start, end):
-            return _out(exp, Reason.LAYER_EXCLUDED)
+        if not in_range(bucket_v2(exp.layer.state, unit_id) / BUCKETS, start, end):
+            return exp.out_layer_excluded
     if exp.targeting is not None and not exp.targeting(attributes):
-        return _out(exp, Reason.NOT_TARGETED)
+        return exp.out_not_targeted
     return None
 
 
@@ -336,7 +466,7 @@ def candidate(exp: CompiledExperiment, unit_id: str) -> int:
     ``choose_variant(hash_v2(seed, id), ranges)``: GrowthBook's bucket for the same seed,
     weights and coverage.
     """
-    return choose_variant(hash_v2(exp.seed, unit_id), exp.ranges)
+    return exp.variant_of(bucket_v2(exp.state, unit_id))
 
 
 def resolve(exp: CompiledExperiment, bucket: int, stored: str | None = None) -> Assignment:
@@ -348,10 +478,179 @@ def resolve(exp: CompiledExperiment, bucket: int, stored: str | None = None) -> 
     if stored is not None:
         index = exp.positions.get(stored)
         if index is not None:
-            return _in(exp, index, Reason.STICKY, exp.weights[index])
+            return exp.sticky[index]
     if bucket >= 0:
-        return _in(exp, bucket, Reason.ASSIGNED, exp.weights[bucket])
-    return _out(exp, Reason.NOT_COVERED)
+        return exp.assigned[bucket]
+    return exp.out_not_covered
+
+
+Pending = tuple[int, CompiledExperiment, int]
+"""An experiment waiting for the sticky store: (position in the answer, experiment, bucket)."""
+
+
+class _Group:
+    """Plain experiments (no forced units, holdouts or layer) sharing one targeting."""
+
+    __slots__ = ("experiments", "not_targeted", "positions", "states", "targeting")
+
+    def __init__(self, targeting: Evaluator | None) -> None:
+        self.targeting = targeting
+        self.positions: list[int] = []
+        self.experiments: list[CompiledExperiment] = []
+        self.states: list[int] = []
+        self.not_targeted: list[Assignment] = []
+
+    def add(self, position: int, exp: CompiledExperiment) -> None:
+        self.positions.append(position)
+        self.experiments.append(exp)
+        self.states.append(exp.state)
+        self.not_targeted.append(exp.out_not_targeted)
+
+
+class UnitPlan:
+    """How ``screen_unit`` walks a fixed list of experiments, worked out once per list.
+
+    Answers that do not depend on the unit (an unknown key, an experiment not running) are
+    fixed; experiments with no forced units, holdouts or layer are grouped by targeting
+    condition, so one evaluation settles the group; the rest take the whole ``screen``.
+    """
+
+    __slots__ = ("complex", "fixed", "groups")
+
+    def __init__(self, experiments: Sequence[CompiledExperiment | str]) -> None:
+        fixed: list[Assignment | None] = []
+        groups: dict[Evaluator | None, _Group] = {}
+        complex_: list[tuple[int, CompiledExperiment]] = []
+        for position, exp in enumerate(experiments):
+            if isinstance(exp, str):
+                fixed.append(unknown(exp))
+            elif not exp.running:
+                fixed.append(exp.out_not_running)
+            else:
+                fixed.append(None)
+                if exp.forced or exp.holdouts or exp.layer is not None:
+                    complex_.append((position, exp))
+                else:
+                    group = groups.get(exp.targeting)
+                    if group is None:
+                        group = groups[exp.targeting] = _Group(exp.targeting)
+                    group.add(position, exp)
+        self.fixed: tuple[Assignment | None, ...] = tuple(fixed)
+        self.groups: tuple[_Group, ...] = tuple(groups.values())
+        self.complex: tuple[tuple[int, CompiledExperiment], ...] = tuple(complex_)
+
+
+def screen_unit(
+    plan: UnitPlan, unit_id: str, attributes: Mapping[str, object]
+) -> tuple[list[Assignment | None], list[Pending]]:
+    """``screen``, ``candidate`` and ``resolve`` for one unit over a plan's experiments.
+
+    Returns the answers in order with None where the experiment stores assignments
+    (sticky, bandit) and the unit is eligible; those are listed as pending, in order,
+    with their bucket, for the caller's sticky lookup and ``resolve``. Equal to calling
+    the three per experiment, but a targeting condition, holdout or layer shared by
+    several experiments is evaluated once, and the eligible experiments' buckets are
+    hashed together (``ensayo.hashing.buckets_v2``).
+    """
+    results = list(plan.fixed)
+    positions: list[int] = []
+    experiments: list[CompiledExperiment] = []
+    states: list[int] = []
+    ordered = True  # whether positions are still ascending (each group's are)
+    matches: dict[Evaluator, bool] = {}
+    for group in plan.groups:
+        targeting = group.targeting
+        if targeting is not None:
+            matched = matches[targeting] = targeting(attributes)
+            if not matched:
+                for position, answer in zip(group.positions, group.not_targeted, strict=True):
+                    results[position] = answer
+                continue
+        if positions and group.positions[0] < positions[-1]:
+            ordered = False
+        positions += group.positions
+        experiments += group.experiments
+        states += group.states
+    if plan.complex:
+        hashes: dict[int, int] = {}  # seed state -> the unit's bucket (holdouts and layers)
+        for position, exp in plan.complex:
+            screened = _screen_shared(exp, unit_id, attributes, hashes, matches)
+            if screened is None:
+                if positions and position < positions[-1]:
+                    ordered = False
+                positions.append(position)
+                experiments.append(exp)
+                states.append(exp.state)
+            else:
+                results[position] = screened
+    if not ordered:  # back in request order, so pending (sticky lookups) keeps it too
+        order = sorted(range(len(positions)), key=positions.__getitem__)
+        positions = [positions[i] for i in order]
+        experiments = [experiments[i] for i in order]
+        states = [states[i] for i in order]
+    return results, _bucket(results, positions, experiments, states, unit_id)
+
+
+def _bucket(
+    results: list[Assignment | None],
+    positions: list[int],
+    experiments: list[CompiledExperiment],
+    states: list[int],
+    unit_id: str,
+) -> list[Pending]:
+    """Answer the eligible experiments from their buckets; those that store are pending."""
+    pending: list[Pending] = []
+    if not positions:
+        return pending
+    buckets = buckets_v2(states, unit_id)
+    for position, exp, bucket in zip(positions, experiments, buckets, strict=True):
+        run = bisect_right(exp.bucket_starts, bucket) - 1
+        if exp.stores:
+            pending.append((position, exp, exp.bucket_variants[run]))
+        else:
+            results[position] = exp.bucket_answers[run]
+    return pending
+
+
+def _screen_shared(
+    exp: CompiledExperiment,
+    unit_id: str,
+    attributes: Mapping[str, object],
+    hashes: dict[int, int],
+    matches: dict[Evaluator, bool],
+) -> Assignment | None:
+    """``screen`` of a running experiment, reusing the call's hashes and condition results."""
+    forced = exp.forced.get(unit_id)
+    if forced is not None:
+        return exp.forced_in[forced]
+    for h in exp.holdouts:
+        bucket = hashes.get(h.state)
+        if bucket is None:
+            bucket = hashes[h.state] = bucket_v2(h.state, unit_id)
+        if bucket / BUCKETS < h.fraction and _matches(h.targeting, attributes, matches):
+            return exp.out_holdout
+    layer = exp.layer
+    if layer is not None:
+        bucket = hashes.get(layer.state)
+        if bucket is None:
+            bucket = hashes[layer.state] = bucket_v2(layer.state, unit_id)
+        start, end = exp.layer_range
+        if not start <= bucket / BUCKETS < end:
+            return exp.out_layer_excluded
+    if not _matches(exp.targeting, attributes, matches):
+        return exp.out_not_targeted
+    return None
+
+
+def _matches(
+    targeting: Evaluator | None, attributes: Mapping[str, object], memo: dict[Evaluator, bool]
+) -> bool:
+    if targeting is None:
+        return True
+    matched = memo.get(targeting)
+    if matched is None:
+        matched = memo[targeting] = targeting(attributes)
+    return matched
 
 
 def evaluate(exp: CompiledExperiment, unit: Unit, stored: str | None = None) -> Assignment:
@@ -371,11 +670,11 @@ def memberships(index: Index, unit: Unit, stored: Mapping[str, str]) -> list[Mem
     """
     rows: list[Membership] = []
     for h in index.holdouts:
-        position = hash_v2(h.seed, unit.id)
+        position = bucket_v2(h.state, unit.id) / BUCKETS
         member = position < h.fraction and (h.targeting is None or h.targeting(unit.attributes))
         rows.append(Membership(MembershipKind.HOLDOUT, h.key, member, position=position))
     for layer in index.layers:
-        position = hash_v2(layer.seed, unit.id)
+        position = bucket_v2(layer.state, unit.id) / BUCKETS
         owner = next((k for s, e, k in layer.owners if in_range(position, s, e)), "")
         rows.append(
             Membership(

@@ -68,7 +68,7 @@ class Unit:
     attributes: Mapping[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Assignment:
     """The answer for one unit and one experiment.
 
@@ -77,6 +77,9 @@ class Assignment:
     position, -1 when not enrolled. ``probability`` is the chance that an enrolled unit gets
     this variant under the current allocation (1 for a forced unit, 0 when not enrolled);
     ``allocation_version`` names the bandit allocation the weights came from (0: fixed).
+
+    Immutable and shared: a compiled experiment answers every unit with the same outcome
+    with the same instance (adapters may cache its encoding, keyed weakly on the instance).
     """
 
     experiment_key: str

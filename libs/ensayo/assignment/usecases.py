@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 import structlog
@@ -17,14 +18,13 @@ from numpy.typing import NDArray
 from ensayo.assignment.engine import (
     CompiledExperiment,
     Index,
+    Pending,
     build_index,
-    candidate,
     candidates_many,
     memberships,
     resolve,
-    screen,
     screen_many,
-    unknown,
+    screen_unit,
 )
 from ensayo.assignment.model import (
     MAX_BATCH_UNITS,
@@ -163,31 +163,14 @@ class AssignmentUseCases:
             raise ResourceExhausted(
                 "experiment_keys", f"at most {MAX_EXPERIMENT_KEYS} keys per call"
             )
-        index = self.index()
-        experiments: Sequence[CompiledExperiment | str] = (
-            [index.experiments.get(k) or k for k in query.experiment_keys]
-            if query.experiment_keys
-            else index.running
-        )
-        results: list[Assignment | None] = []
-        pending: list[tuple[int, CompiledExperiment, int]] = []
-        for position, exp in enumerate(experiments):
-            if isinstance(exp, str):
-                results.append(unknown(exp))
-                continue
-            screened = screen(exp, unit.id, unit.attributes)
-            if screened is not None:
-                results.append(screened)
-                continue
-            bucket = candidate(exp, unit.id)
-            if exp.stores:
-                pending.append((position, exp, bucket))
-                results.append(None)
-            else:
-                results.append(resolve(exp, bucket))
+        plan = self.index().plan(tuple(query.experiment_keys))
+        results, pending = screen_unit(plan, unit.id, unit.attributes)
+        final: list[Assignment]
         if pending:
             self._settle_unit(unit.id, pending, results)
-        final = [a for a in results if a is not None]
+            final = [a for a in results if a is not None]
+        else:
+            final = cast(list[Assignment], results)  # placeholders are for pending ones only
         if query.log_exposure:
             enrolled = [a for a in final if a.in_experiment and a.reason is not Reason.FORCED]
             if enrolled:
@@ -210,7 +193,7 @@ class AssignmentUseCases:
     def _settle_unit(
         self,
         unit_id: str,
-        pending: list[tuple[int, CompiledExperiment, int]],
+        pending: list[Pending],
         results: list[Assignment | None],
     ) -> None:
         """Sticky lookup (and first store) for one unit, then coverage and variant."""

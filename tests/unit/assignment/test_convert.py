@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 from google.protobuf import struct_pb2
@@ -103,6 +105,41 @@ class TestMessages:
             2,
         )
         assert dict(m.payload) == {"p": 1.0}
+
+    def test_response_equals_the_messages_built_field_by_field(self) -> None:
+        """Cached encodings give the same response, call after call, for every kind of answer."""
+        answers = [
+            Assignment("a", "t", True, Reason.ASSIGNED, 1, {"p": 1, "q": ["x", None]}, 4, 0.25),
+            Assignment("b", "c", False, Reason.HOLDOUT, experiment_version=2),
+            Assignment("nope", "", False, Reason.UNKNOWN_EXPERIMENT),
+            Assignment("d", "v", True, Reason.STICKY, 0, {}, 1, 0.5, 7),
+        ]
+        expected = pb.AssignResponse()
+        for a in answers:
+            m = expected.assignments.add(
+                experiment_key=a.experiment_key,
+                variant_key=a.variant_key,
+                in_experiment=a.in_experiment,
+                reason=convert.REASON_TO_PB[a.reason],
+                experiment_version=a.experiment_version,
+                probability=a.probability,
+                allocation_version=a.allocation_version,
+            )
+            if a.payload:
+                m.payload.update(a.payload)
+        for _ in range(3):
+            assert convert.assign_response_to_pb(answers) == expected
+        assert convert.assign_response_to_pb([]) == pb.AssignResponse()
+
+    def test_encodings_are_forgotten_with_their_assignment(self) -> None:
+        """The cache is weak: an answer no longer referenced leaves it."""
+        a = Assignment("gone", "t", True, Reason.ASSIGNED, 1, {}, 1, 0.5)
+        convert.assign_response_to_pb([a])
+        key = id(a)
+        assert key in convert._encoded
+        del a
+        gc.collect()
+        assert key not in convert._encoded
 
     def test_membership(self) -> None:
         """Layer rows carry position and owner; reasons are unset outside experiments."""

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from ensayo import hashing
+from ensayo.assignment import engine
 from ensayo.assignment.engine import (
     build_index,
     candidate,
@@ -17,9 +19,10 @@ from ensayo.assignment.engine import (
     resolve,
     screen,
     screen_many,
+    screen_unit,
     unknown,
 )
-from ensayo.assignment.model import BanditAllocation, MembershipKind, Reason, Unit
+from ensayo.assignment.model import Assignment, BanditAllocation, MembershipKind, Reason, Unit
 from ensayo.catalog.model import (
     Allocation,
     BanditAlgorithm,
@@ -412,3 +415,94 @@ class TestIndex:
         exp = _compiled(_exp())
         ids = _ids(300)
         assert [candidate(exp, i) for i in ids] == candidates_many(exp, ids).tolist()
+
+
+SHARED = {"country": {"$in": ["ES", "MX"]}, "orders": {"$gte": 3}}
+
+
+class TestScreenUnit:
+    """Assign's path over many experiments equals evaluating them one by one."""
+
+    def _index(self):
+        experiments = (
+            *(_exp(f"shared-{i}", targeting=SHARED) for i in range(4)),
+            _exp("plain"),
+            _exp("other-targeting", targeting={"plan": "pro"}),
+            _exp("half", coverage=0.5, targeting=SHARED),
+            _exp("forced", forced={"u1": "treatment", "u2": "control"}, targeting={"x": 1}),
+            _exp("held", holdouts=("h", "es")),
+            _exp("layered", layer="l", layer_range=LayerRange(0.2, 0.7)),
+            _exp("layered-too", layer="l", layer_range=LayerRange(0.7, 0.9)),
+            _exp("sticky", sticky=True, targeting=SHARED),
+            _exp("sticky-plain", sticky=True, holdouts=("h",)),
+            _exp("paused", state=ExperimentState.PAUSED),
+            _exp("three", variants=(Variant("a", 1), Variant("b", 1), Variant("c", 2))),
+        )
+        return build_index(
+            Snapshot(
+                1,
+                experiments=experiments,
+                holdouts=(
+                    Holdout("h", fraction=0.3),
+                    Holdout("es", fraction=0.5, targeting={"country": "ES"}),
+                ),
+                layers=(Layer("l"),),
+            )
+        )
+
+    @pytest.mark.parametrize(
+        "attributes", [ES, {"country": "FR", "orders": 9, "plan": "pro"}, {}], ids=str
+    )
+    @pytest.mark.parametrize("keys", [(), ("paused", "nope", "sticky", "plain", "held")], ids=str)
+    def test_equals_one_by_one(self, attributes, keys) -> None:
+        """Answers, placeholders and pending buckets match screen/candidate/resolve."""
+        index = self._index()
+        plan = index.plan(keys)
+        wanted = [index.experiments.get(k) or k for k in keys] if keys else index.running
+        for unit_id in ["u1", "u2", *_ids(150)]:
+            results, pending = screen_unit(plan, unit_id, attributes)
+            assert len(results) == len(wanted)
+            expected_pending = []
+            for position, exp in enumerate(wanted):
+                if isinstance(exp, str):
+                    assert results[position] == unknown(exp)
+                    continue
+                screened = screen(exp, unit_id, attributes)
+                if screened is not None:
+                    assert results[position] is screened
+                elif exp.stores:
+                    assert results[position] is None
+                    expected_pending.append((position, exp, candidate(exp, unit_id)))
+                else:
+                    expected = evaluate(exp, Unit(unit_id, attributes))
+                    assert results[position] is resolve(exp, candidate(exp, unit_id))
+                    assert results[position] == expected
+            assert pending == expected_pending
+
+    def test_answers_are_shared_and_equal_to_fresh_ones(self) -> None:
+        """Units with the same outcome get the same instance, equal to a hand-built one."""
+        exp = _compiled(_exp(variants=(Variant("a"), Variant("b", payload={"x": 1}))))
+        a = resolve(exp, 1)
+        assert a is resolve(exp, 1)
+        assert a == Assignment("exp", "b", True, Reason.ASSIGNED, 1, {"x": 1}, 3, probability=0.5)
+        assert resolve(exp, -1) == Assignment(
+            "exp", "a", False, Reason.NOT_COVERED, payload={}, experiment_version=3
+        )
+
+    @pytest.mark.parametrize(("weights", "coverage", "salt"), [*CONFIGS, ([1.0], 0.0, "")])
+    def test_variant_of_every_bucket(self, weights, coverage, salt) -> None:
+        """The run-length coded buckets give choose_variant(k / 10000, ranges) for every k."""
+        variants = tuple(Variant(f"v{i}", w) for i, w in enumerate(weights))
+        exp = _compiled(_exp(variants=variants, coverage=coverage, salt=salt))
+        for k in range(hashing.BUCKETS):
+            assert exp.variant_of(k) == hashing.choose_variant(k / 10_000, exp.ranges), k
+
+    def test_plans_are_cached_per_key_list(self) -> None:
+        """One plan per distinct list of keys; the empty list is every running experiment."""
+        index = self._index()
+        assert index.plan(("plain",)) is index.plan(("plain",))
+        assert index.plan(()) is index.plan(())
+        assert index.plan(()).fixed == (None,) * len(index.running)
+        for i in range(engine.MAX_PLANS + 5):
+            index.plan((f"k{i}",))
+        assert len(index.plans) <= engine.MAX_PLANS
