@@ -107,15 +107,16 @@ class TestStatusMapping:
         failures = [e for e in logs if e["event"] == "rpc_internal_error"]
         assert failures and failures[0]["request_id"] == "req-123"
 
-    def test_request_id_is_echoed(self, raiser) -> None:
-        """The server returns the request id in trailing metadata (generated if absent)."""
+    def test_request_id_comes_back_with_errors_only(self, raiser) -> None:
+        """Failures return the request id in trailers (generated if absent); successes don't."""
         _, channel = raiser
-        call = channel.unary_unary("/test.Raiser/Slow")
-        _, rpc = call.with_call(b"0")
-        ids = [v for k, v in rpc.trailing_metadata() if k == "x-request-id"]
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary("/test.Raiser/Raise")(b"bug")
+        ids = [v for k, v in info.value.trailing_metadata() if k == "x-request-id"]
         assert len(ids) == 1 and len(ids[0]) == 32
-        _, rpc = call.with_call(b"0", metadata=(("x-request-id", "mine"),))
-        assert ("x-request-id", "mine") in rpc.trailing_metadata()
+        assert ids[0] in info.value.details()  # the same id the INTERNAL message quotes
+        _, rpc = channel.unary_unary("/test.Raiser/Slow").with_call(b"0")
+        assert not [v for k, v in rpc.trailing_metadata() if k == "x-request-id"]
 
     def test_request_id_survives_an_error(self, raiser) -> None:
         """A failed call's trailers hold the request id beside the status details."""

@@ -135,6 +135,17 @@ def positive_float(raw: str) -> float:
     return value
 
 
+def _workers(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= MAX_GRPC_WORKERS:
+        raise ValueError(f"must be an integer from 1 to {MAX_GRPC_WORKERS}")
+    return value
+
+
+MAX_GRPC_WORKERS = 256
+"""Most handler threads a server may run (``ENSAYO_GRPC_WORKERS``)."""
+
+
 def boolean(raw: str) -> bool:
     """A parser of true/false, yes/no, on/off, 1/0."""
     value = raw.strip().lower()
@@ -170,6 +181,7 @@ class ServerConfig:
     shutdown_grace_s: float = 10.0
     api_keys_file: str = ""
     snapshot_poll_s: float = 1.0
+    grpc_workers: int = 16
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str]) -> ServerConfig:
@@ -189,6 +201,7 @@ class ServerConfig:
             shutdown_grace_s=r.get("ENSAYO_SHUTDOWN_GRACE_S", 10.0, positive_float),
             api_keys_file=r.get("ENSAYO_API_KEYS_FILE", "", str),
             snapshot_poll_s=r.get("ENSAYO_SNAPSHOT_POLL_S", 1.0, positive_float),
+            grpc_workers=r.get("ENSAYO_GRPC_WORKERS", 16, _workers),
         )
         if config.api_keys_file and not Path(config.api_keys_file).is_file():
             r.problems.append(f"ENSAYO_API_KEYS_FILE={config.api_keys_file!r}: no such file")

@@ -13,6 +13,8 @@ from typing import TextIO, cast
 
 import structlog
 
+from ensayo.serverkit.context import call_context_processor
+
 __all__ = ["configure", "redact"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -29,6 +31,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     )
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        call_context_processor,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

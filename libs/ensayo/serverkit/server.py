@@ -68,15 +68,19 @@ def start_server(
     *,
     addr: str | None = None,
     metrics_addr: str | None = None,
-    max_workers: int = 16,
+    max_workers: int | None = None,
     serve_metrics: bool = True,
 ) -> RunningServer:
     """Create and start a server; ``register`` adds servicers and returns their full names."""
     keys = load_keys(config.api_keys_file) if config.api_keys_file else None
     metrics = RpcMetrics(config.service)
-    interceptor = ServerInterceptor(config.service, Authenticator(keys), metrics)
+    interceptor = ServerInterceptor(
+        config.service, Authenticator(keys), metrics, log_ok=config.log_level == "debug"
+    )
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(
+            max_workers=max_workers or config.grpc_workers, thread_name_prefix="rpc"
+        ),
         interceptors=[interceptor],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -27,8 +27,10 @@ class TestServerConfig:
                 "ENSAYO_REDIS_URL": "redis://h:1/0",
                 "ENSAYO_DATABASE_URL": "postgresql+psycopg://u@h/db",
                 "ENSAYO_SHUTDOWN_GRACE_S": "2.5",
+                "ENSAYO_GRPC_WORKERS": "4",
             },
         )
+        assert config.grpc_workers == 4
         assert (config.addr, config.metrics_addr) == ("127.0.0.1:7000", "127.0.0.1:7001")
         assert config.log_level == "debug"
         assert config.shutdown_grace_s == 2.5
@@ -44,6 +46,7 @@ class TestServerConfig:
                     "ENSAYO_LOG_LEVEL": "loud",
                     "ENSAYO_SHUTDOWN_GRACE_S": "-1",
                     "ENSAYO_REDIS_URL": "localhost",
+                    "ENSAYO_GRPC_WORKERS": "0",
                 },
             )
         text = str(info.value)
@@ -52,9 +55,10 @@ class TestServerConfig:
             "ENSAYO_LOG_LEVEL",
             "ENSAYO_SHUTDOWN_GRACE_S",
             "ENSAYO_REDIS_URL",
+            "ENSAYO_GRPC_WORKERS",
         ):
             assert name in text
-        assert len(info.value.problems) == 4
+        assert len(info.value.problems) == 5
 
     def test_non_loopback_bind_needs_api_keys(self) -> None:
         """Binding 0.0.0.0 without a keys file is refused with a clear reason."""
