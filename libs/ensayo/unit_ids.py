@@ -14,7 +14,7 @@ from typing import overload
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FixedWidthIds"]
+__all__ = ["FixedWidthIds", "as_list"]
 
 
 class FixedWidthIds(Sequence[str]):

@@ -14,6 +14,7 @@ from typing import overload
 
 import numpy as np
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 
 from ensayo.assignment.model import (
     Assignment,
@@ -25,6 +26,9 @@ from ensayo.assignment.model import (
     Reason,
     Unit,
 )
+from ensayo.errors import InvalidArgument
+from ensayo.protowire import split_fixed_width
+from ensayo.unit_ids import FixedWidthIds
 from ensayo.v1 import assignment_service_pb2 as pb
 from ensayo.v1 import common_pb2
 
@@ -157,14 +161,37 @@ def assign_response_to_pb(assignments: Sequence[Assignment]) -> pb.AssignRespons
     return pb.AssignResponse.FromString(b"".join(chunks))
 
 
-def batch_query_from_pb(request: pb.AssignBatchRequest) -> BatchQuery:
-    """``AssignBatchRequest`` → ``BatchQuery``; the ids are copied to a list once."""
+def batch_query_from_pb(request: pb.AssignBatchRequest | bytes) -> BatchQuery:
+    """``AssignBatchRequest`` (parsed, or its bytes) → ``BatchQuery``.
+
+    From bytes, ids of one width in ASCII (UUIDs, zero-padded numbers) are read straight
+    from the buffer as ``FixedWidthIds`` (see ``ensayo.protowire``); other ids are copied to
+    a list once. Bytes that are no ``AssignBatchRequest`` are INVALID_ARGUMENT.
+    """
+    ids: Sequence[str] | None = None
+    if isinstance(request, bytes):
+        raw, split = request, split_fixed_width(request, _UNIT_IDS_FIELD)
+        request = _parse_batch(split[1] if split is not None else raw)
+        if split is not None and not len(request.unit_ids):
+            ids = FixedWidthIds(split[0])
+        elif split is not None:  # more ids after other fields: read the message whole
+            request = _parse_batch(raw)
     return BatchQuery(
         request.experiment_key,
-        list(request.unit_ids),
+        list(request.unit_ids) if ids is None else ids,
         _LazyAttributes(request.attributes) if len(request.attributes) else (),
         request.log_exposure,
     )
+
+
+_UNIT_IDS_FIELD = pb.AssignBatchRequest.DESCRIPTOR.fields_by_name["unit_ids"].number
+
+
+def _parse_batch(raw: bytes) -> pb.AssignBatchRequest:
+    try:
+        return pb.AssignBatchRequest.FromString(raw)
+    except DecodeError:
+        raise InvalidArgument("request", "is not a valid AssignBatchRequest") from None
 
 
 def _varint(n: int) -> bytes:

@@ -11,10 +11,11 @@ from prometheus_client import Counter
 from ensayo.serverkit.config import ServerConfig
 from ensayo.serverkit.runner import run_service
 from ensayo.serverkit.server import RunningServer, start_server
-from ensayo.v1 import assignment_service_pb2, assignment_service_pb2_grpc
+from ensayo.v1 import assignment_service_pb2
 from services.assignment import bootstrap
 from services.assignment.config import AssignmentConfig
 from services.assignment.servicer import AssignmentServicer
+from services.assignment.servicer import register as register_servicer
 
 __all__ = ["create_server", "main"]
 
@@ -43,9 +44,7 @@ def create_server(
     service = bootstrap.build(config, settings)
 
     def register(server: grpc.Server) -> Sequence[str]:
-        assignment_service_pb2_grpc.add_AssignmentServiceServicer_to_server(
-            AssignmentServicer(service.usecases), server
-        )
+        register_servicer(AssignmentServicer(service.usecases), server)
         return [assignment_service_pb2.DESCRIPTOR.services_by_name["AssignmentService"].full_name]
 
     service.start()

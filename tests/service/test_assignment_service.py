@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 import random
+import uuid
 from collections.abc import Iterator
 from concurrent import futures
 from functools import partial
@@ -167,6 +168,30 @@ class TestPathsAgree:
         assert -1 in answers["checkout"] and answers["checkout"][-1] == 2  # qa-1 forced to red
         assert -1 not in answers["sticky"]
 
+    @pytest.mark.parametrize(
+        "make_ids",
+        [
+            lambda rng: [f"{rng.getrandbits(16):04x}" for _ in range(1000)] + ["qa-1"],
+            lambda rng: [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(999)],
+        ],
+        ids=["four-chars-with-forced", "uuids"],
+    )
+    def test_fixed_width_ids_take_the_same_path(self, client, redis_url, make_ids) -> None:
+        """Ids of one width (read from the wire) get what Assign gives, exposures included."""
+        rng = random.Random(9)
+        ids = make_ids(rng)
+        attrs = [{"country": rng.choice(["ES", "MX", "FR"])} for _ in ids]
+        for key in ("checkout", "sticky"):
+            unary = [client.assign_one(i, key, a) for i, a in zip(ids, attrs, strict=True)]
+            keys = client.assign_batch(key, ids[:1], attrs[:1]).variant_keys
+            expected = [keys.index(a.variant_key) if a.in_experiment else -1 for a in unary]
+            batch = client.assign_batch(key, ids, attrs, log_exposure=True)
+            assert batch.variant_index.tolist() == expected
+        logged = connect(redis_url).xrange(STREAM_KEY)
+        assert {f[b"e"].split(b'"unit_id":"')[1].split(b'"')[0].decode() for _, f in logged} >= {
+            i for i, a in zip(ids, expected, strict=True) if a >= 0 and i != "qa-1"
+        }
+
     def test_audience_stream_from_the_client(self, client) -> None:
         """assign_audience streams any number of ids in chunks, in order."""
         ids = [f"u{i}" for i in range(2500)]
@@ -218,6 +243,13 @@ class TestErrors:
         request.attributes.add()
         code, details = _code(lambda: stub.AssignBatch(request))
         assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("attributes:")
+
+    def test_undecodable_batch(self, server) -> None:
+        """Bytes that are no AssignBatchRequest: INVALID_ARGUMENT naming the request."""
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = channel.unary_unary("/ensayo.v1.AssignmentService/AssignBatch")
+            code, details = _code(lambda: call(b"\x12\x05ab", timeout=10))
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("request:")
 
     def test_too_many_ids(self, stub) -> None:
         """100,001 ids in one message: RESOURCE_EXHAUSTED (the documented limit)."""

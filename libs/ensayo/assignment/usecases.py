@@ -51,6 +51,7 @@ from ensayo.catalog.ports import Clock
 from ensayo.errors import DependencyUnavailable, InvalidArgument, NotFound, ResourceExhausted
 from ensayo.events.model import EXPOSURE, Event, exposure_id
 from ensayo.events.ports import EventLog
+from ensayo.unit_ids import FixedWidthIds, as_list
 
 __all__ = ["AssignmentUseCases", "check_unit_id", "check_unit_ids"]
 
@@ -75,6 +76,10 @@ def check_unit_ids(unit_ids: Sequence[str], field: str = "unit_ids") -> None:
         raise ResourceExhausted(field, f"at most {MAX_BATCH_UNITS} ids per message, got {n}")
     if n == 0:
         raise InvalidArgument(field, "at least one unit id is required")
+    if isinstance(unit_ids, FixedWidthIds):  # one width for all: check it once
+        if not 1 <= unit_ids.width <= MAX_UNIT_ID_CHARS:
+            raise InvalidArgument(f"{field}[0]", f"must have 1 to {MAX_UNIT_ID_CHARS} characters")
+        return
     lengths = np.fromiter(map(len, unit_ids), dtype=np.int64, count=n)
     bad = np.flatnonzero((lengths == 0) | (lengths > MAX_UNIT_ID_CHARS))
     if bad.size:
@@ -259,7 +264,8 @@ class AssignmentUseCases:
         variant: NDArray[np.int32],
     ) -> None:
         positions = np.flatnonzero(eligible).tolist()
-        units = [unit_ids[i] for i in positions]
+        ids = as_list(unit_ids)
+        units = [ids[i] for i in positions]
         wanted = [exp.variant_keys[b] if b >= 0 else "" for b in buckets[positions].tolist()]
         try:
             stored = self._sticky.claim_many(exp.key, units, wanted)
@@ -292,9 +298,10 @@ class AssignmentUseCases:
         if enrolled.size == 0:
             return
         now = self._clock()
+        ids = as_list(unit_ids)
         events = [
             _exposure(
-                unit_ids[i],
+                ids[i],
                 exp.key,
                 exp.version,
                 exp.variant_keys[v],

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import uuid
 
 import numpy as np
 import pytest
 from google.protobuf import struct_pb2
 
 from ensayo.assignment.model import Assignment, BatchResult, Membership, MembershipKind, Reason
+from ensayo.errors import InvalidArgument
 from ensayo.serverkit.config import ConfigError
+from ensayo.unit_ids import FixedWidthIds
 from ensayo.v1 import assignment_service_pb2 as pb
 from ensayo.v1 import common_pb2
 from services.assignment import convert
@@ -174,3 +178,38 @@ class TestConfig:
         """ENSAYO_ASSIGNMENT_ALLOCATOR=false keeps a replica out of the election."""
         env = {"ENSAYO_REDIS_URL": "redis://x:1/0", "ENSAYO_ASSIGNMENT_ALLOCATOR": "false"}
         assert not AssignmentConfig.from_env(env).allocator
+
+
+class TestBatchFromBytes:
+    """AssignBatch's request bytes: fixed-width ids from the wire, anything else parsed."""
+
+    def test_uuids_stay_bytes_and_equal_the_parsed_ids(self) -> None:
+        ids = [str(uuid.UUID(int=i, version=4)) for i in range(50)]
+        raw = pb.AssignBatchRequest(
+            experiment_key="e", unit_ids=ids, log_exposure=True
+        ).SerializeToString()
+        query = convert.batch_query_from_pb(raw)
+        assert isinstance(query.unit_ids, FixedWidthIds)
+        assert list(query.unit_ids) == ids
+        assert (query.experiment_key, query.log_exposure) == ("e", True)
+        assert query == dataclasses.replace(
+            convert.batch_query_from_pb(pb.AssignBatchRequest.FromString(raw)),
+            unit_ids=query.unit_ids,
+        )
+
+    def test_ragged_ids_are_parsed(self) -> None:
+        raw = pb.AssignBatchRequest(experiment_key="e", unit_ids=["a", "bb"]).SerializeToString()
+        assert convert.batch_query_from_pb(raw).unit_ids == ["a", "bb"]
+
+    def test_ids_split_by_another_field_are_all_read(self) -> None:
+        raw = (
+            pb.AssignBatchRequest(unit_ids=["aa", "bb"]).SerializeToString()
+            + pb.AssignBatchRequest(experiment_key="e").SerializeToString()
+            + pb.AssignBatchRequest(unit_ids=["cc"]).SerializeToString()
+        )
+        assert list(convert.batch_query_from_pb(raw).unit_ids) == ["aa", "bb", "cc"]
+
+    def test_garbage_is_invalid_argument(self) -> None:
+        with pytest.raises(InvalidArgument) as info:
+            convert.batch_query_from_pb(b"\x12\x05ab")
+        assert info.value.field == "request"
