@@ -80,6 +80,7 @@ class EventShipper:
     def submit(self, events: Sequence[Event]) -> None:
         """Queue ``events`` for the next batch (never blocks on Redis)."""
         with self._wake:
+            was_empty = not self._pending
             self._pending.extend(events)
             overflow = len(self._pending) - self._max_pending
             if overflow > 0:
@@ -87,7 +88,7 @@ class EventShipper:
                     self._pending.popleft()
                 self.dropped += overflow
                 _log.warning("events_dropped", dropped=overflow, total_dropped=self.dropped)
-            if len(self._pending) == len(events):  # was empty: the thread may be asleep
+            if was_empty:  # the thread may be asleep
                 self._wake.notify()
 
     def flush(self, timeout_s: float = 5.0) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -123,4 +124,15 @@ def test_a_failing_bug_drops_the_batch_instead_of_blocking_the_rest() -> None:
     shipper.submit(_events(0, 1))
     assert shipper.flush(5.0)
     assert log.ids == ["e0"] and shipper.dropped == 1
+    shipper.close()
+
+
+def test_one_submission_beyond_the_bound_still_wakes_the_thread() -> None:
+    log = _Log()
+    shipper = EventShipper(log, flush_s=0.001, max_pending=3)
+    shipper.submit(_events(0, 5))  # trimmed to the newest 3
+    deadline = time.monotonic() + 5.0
+    while not log.ids and time.monotonic() < deadline:  # no flush(): it would wake the thread
+        time.sleep(0.01)
+    assert log.ids == ["e2", "e3", "e4"] and shipper.dropped == 2
     shipper.close()
