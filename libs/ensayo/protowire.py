@@ -95,10 +95,10 @@ def split_fixed_width(raw: bytes, field_number: int) -> tuple[NDArray[np.uint8],
         matches = np.all(rows[:, : len(header)] == np.frombuffer(header, dtype=np.uint8), axis=1)
         count = int(matches.size if matches.all() else np.argmin(matches))
         end = start + count * stride
-        if raw.startswith(_encode_varint(tag), end):
-            return None  # the field goes on in another width: parse the whole message
         ids = rows[:count, len(header) :]
-        if int((ids - np.uint8(1)).max()) >= 0x7F:  # outside 1..127: NUL or not ASCII
+        # The field going on in another width means parsing the whole message anyway; bytes
+        # outside 1..127 are NUL or not ASCII.
+        if raw.startswith(_encode_varint(tag), end) or int((ids - np.uint8(1)).max()) >= 0x7F:
             return None
         return ids, raw[:start] + raw[end:]
     except (IndexError, ValueError):
