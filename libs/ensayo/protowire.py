@@ -91,8 +91,13 @@ def split_fixed_width(raw: bytes, field_number: int) -> tuple[NDArray[np.uint8],
         view = np.frombuffer(raw, dtype=np.uint8, offset=start)
         rows = view[: (view.size // stride) * stride].reshape(-1, stride)
         # Row r is an element exactly when rows 0..r-1 were (each starts where one ended),
-        # so the elements are the leading rows whose header matches.
-        matches = np.all(rows[:, : len(header)] == np.frombuffer(header, dtype=np.uint8), axis=1)
+        # so the elements are the leading rows whose header matches. Probing rows 1, 2, 4, ...
+        # bounds the first mismatch, so ragged ids are given up on without scanning them all.
+        probe = 1
+        while probe < len(rows) and raw.startswith(header, start + probe * stride):
+            probe *= 2
+        scan = rows[: probe + 1, : len(header)]
+        matches = np.all(scan == np.frombuffer(header, dtype=np.uint8), axis=1)
         count = int(matches.size if matches.all() else np.argmin(matches))
         end = start + count * stride
         ids = rows[:count, len(header) :]

@@ -121,3 +121,15 @@ def test_fixed_width_hashes_equal_the_scalar_hash(
     assert hash_v2_many(seed, fixed).tolist() == expected
     assert list(fixed) == ids and fixed[len(ids) - 1] == ids[-1]
     assert fixed[1:].strings() == ids[1:]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33])
+def test_runs_of_any_length_followed_by_other_fields(count: int) -> None:
+    """The probe that bounds the run never cuts it short, whatever follows the ids."""
+    message = pb.AssignBatchRequest(unit_ids=[f"{i:02d}" for i in range(count)], log_exposure=True)
+    for i in range(count):
+        message.attributes.add().update({"k": f"{i:02d}"})  # bytes that resemble the ids
+    raw = message.SerializeToString()
+    assert _read(raw) == list(message.unit_ids)
+    _, rest = split_fixed_width(raw, IDS)
+    assert list(pb.AssignBatchRequest.FromString(rest).attributes) == list(message.attributes)
