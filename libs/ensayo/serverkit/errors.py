@@ -11,7 +11,10 @@ from grpc_status import rpc_status
 
 from ensayo import errors
 
-__all__ = ["STATUS_BY_ERROR", "status_for"]
+__all__ = ["REQUEST_ID_KEY", "STATUS_BY_ERROR", "status_for"]
+
+REQUEST_ID_KEY = "x-request-id"
+"""Metadata key of the request id: read from the client's metadata, returned with errors."""
 
 STATUS_BY_ERROR: tuple[tuple[type[errors.EnsayoError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -36,7 +39,7 @@ def _code_of(exc: BaseException) -> grpc.StatusCode | None:
 def status_for(exc: BaseException, request_id: str) -> grpc.Status:
     """The status a client sees for ``exc``; unknown exceptions become INTERNAL, not echoed.
 
-    Its trailing metadata carries the details and the request id (``x-request-id``).
+    Its trailing metadata carries the details and the request id (``REQUEST_ID_KEY``).
     """
     code = _code_of(exc)
     if isinstance(exc, NotImplementedError):
@@ -58,7 +61,7 @@ def status_for(exc: BaseException, request_id: str) -> grpc.Status:
         proto.details.append(packed)
     status = rpc_status.to_status(proto)
     return _Status(
-        status.code, status.details, (*status.trailing_metadata, ("x-request-id", request_id))
+        status.code, status.details, (*status.trailing_metadata, (REQUEST_ID_KEY, request_id))
     )
 
 

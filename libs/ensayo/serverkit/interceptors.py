@@ -23,15 +23,13 @@ import structlog
 from ensayo.errors import EnsayoError
 from ensayo.serverkit.auth import Authenticator
 from ensayo.serverkit.context import CallInfo, set_actor, set_call
-from ensayo.serverkit.errors import status_for
+from ensayo.serverkit.errors import REQUEST_ID_KEY, status_for
 from ensayo.serverkit.metrics import RpcMetrics
 
-__all__ = ["REQUEST_ID_KEY", "ServerInterceptor"]
+__all__ = ["ServerInterceptor"]
 
 _log = structlog.get_logger()
 _REQUEST_ID_MAX = 128
-REQUEST_ID_KEY = "x-request-id"
-"""Metadata key of the request id: read from the client's metadata, returned with errors."""
 
 
 _ids = itertools.count()
