@@ -18,6 +18,7 @@ from ensayo.bandits import (
 from ensayo.catalog.model import Action, ContactPolicy
 from ensayo.decisioning.contacts import ContactRequest, ContactState
 from ensayo.decisioning.model import (
+    BatchQuery,
     DecideQuery,
     DecisioningSettings,
     DecisionRecord,
@@ -306,6 +307,17 @@ class TestLogging:
         assert RedisDecisionStore(client).get(decision.decision_id).action_keys == ("a0",)
         dry = w.usecases.decide(DecideQuery(Subject("u1"), "email", dry_run=True))
         assert RedisDecisionStore(client).get(dry.decision_id) is None
+
+    def test_batch_reserves_and_records_every_unit(self, redis_url) -> None:
+        """DecideBatch under a contact policy settles each unit in one pipeline, records kept."""
+        policy = ContactPolicy("cap", channel="email", max_contacts=1, window_s=60)
+        w = redis_world(redis_url, snapshot(actions(2), (policy,)), GREEDY, ids=new_decision_id)
+        units = tuple(Subject(f"u{i % 3}") for i in range(6))
+        batch = list(w.usecases.decide_batch(BatchQuery(units, "email")))
+        assert [len(d.actions) for d in batch] == [1, 1, 1, 0, 0, 0]
+        store = RedisDecisionStore(connect(redis_url))
+        for decision in batch[:3]:
+            assert store.get(decision.decision_id).action_keys == (decision.actions[0].action_key,)
 
 
 class TestLearning:

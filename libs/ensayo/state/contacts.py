@@ -163,7 +163,5 @@ class RedisContactStore:
                 return [_reply(raw)]
             pipe = self._client.pipeline(transaction=False)
             for request in requests:
-                self._script(
-                    keys=[contacts_key(request.unit_id)], args=_args(request), client=pipe
-                )
+                self._script(keys=_keys(request), args=_args(request), client=pipe)
             return [_reply(raw) for raw in pipe.execute()]
