@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -140,19 +141,31 @@ def select_batch(
     ``select`` with that generator and sampler. With a single shared generator the draws
     for all rows come from it (vectorised), exact propensities are computed once per
     distinct score row, and an estimated one once per distinct row (softmax) or once for
-    the batch (Thompson, whose ``sampler`` is then shared by every row).
+    the batch (Thompson, whose ``sampler`` is then shared by every row). One row with an
+    exact policy (Decide's case) takes a path over Python lists with the same draws and
+    the same results to the bit.
     """
     s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 2 or not np.all(np.isfinite(s)):
+    if s.ndim != 2 or not np.isfinite(s).all():
         raise InvalidArgument("scores", "must be an (n, k) matrix of finite scores")
     n, k = s.shape
     m = min(_slots(max_actions), k)
+    thompson = spec.policy is ExplorationPolicy.THOMPSON
+    if n == 1 and k > 0 and not thompson and not _needs_monte_carlo(spec, m, k):
+        return _select_one(spec, s[0], m, _one_generator(rng))  # one exact decision: Decide
     streams = _streams(spec, rng, sampler, n)
     if k == 0:
         empty = np.zeros((n, 0))
         return BatchSelection(
             empty.astype(np.intp), empty, empty, exact=True, explored=np.zeros(n, dtype=bool)
         )
+    return _select_rows(spec, s, m, streams)
+
+
+def _select_rows(
+    spec: ExplorationSpec, s: NDArray[np.float64], m: int, streams: _Streams
+) -> BatchSelection:
+    """The vectorised path for any ``n``, policy and generators, and the fast path's reference."""
     chosen, explored = _choose(spec, s, m, streams)
     values, errors, exact = _batch_inclusion(spec, s, m, streams)
     propensities = np.take_along_axis(values, chosen, axis=1)
@@ -198,6 +211,167 @@ def inclusion_probabilities(
         raise InvalidArgument("rng", f"{spec.policy} with {m} slots needs a generator")
     values, errors, exact = _row_inclusion(spec, s, m, rng, sampler)
     return Propensities(values, errors, exact)
+
+
+# --- one decision ---------------------------------------------------------------------
+# Decide chooses one unit at a time. The batch code above spends dozens of numpy calls on a
+# single row (each a few µs, and many release the GIL, a hand-off in a threaded server);
+# these functions make the same draws and the same choices over Python lists and only call
+# numpy where the reference's own arithmetic (log, exp, pairwise sums) must be reproduced
+# bit for bit. Tests compare them with the batch path, the reference, over random scores.
+
+
+def _one_generator(
+    rng: np.random.Generator | Sequence[np.random.Generator],
+) -> np.random.Generator:
+    """The generator of a one-row batch, refused as :func:`_streams` refuses it."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    own = tuple(rng)
+    if len(own) != 1:
+        raise InvalidArgument("rng", f"need one generator per decision (1), got {len(own)}")
+    return own[0]
+
+
+def _select_one(
+    spec: ExplorationSpec, scores: NDArray[np.float64], m: int, rng: np.random.Generator
+) -> BatchSelection:
+    """One row of :func:`select_batch` for an exact policy: the same draws, list, numbers."""
+    k = scores.size
+    uniforms = rng.random(1 + k + 2 * m)
+    draws: list[float] = uniforms.tolist()
+    keys = draws[1 : 1 + k]
+    mixed = draws[0] < spec.uniform_mix
+    if spec.policy is ExplorationPolicy.EPSILON_GREEDY:
+        listed: list[float] = scores.tolist()
+        ascending = sorted(listed)
+        coins = [c < spec.epsilon for c in draws[1 + k : 1 + k + m]]
+        explored = mixed or any(coins)
+        if mixed:
+            chosen = _leaders(keys, m)
+        else:
+            chosen = _epsilon_list(listed, ascending, keys, coins, draws[1 + k + m :])
+        values = _epsilon_values(listed, ascending, chosen, m, spec.epsilon)
+    else:
+        logits = _softmax_logits(scores, spec.temperature)
+        explored = mixed
+        if mixed:
+            chosen = _leaders(keys, m)
+        else:
+            chosen = _leaders((logits + _gumbel(uniforms[1 : 1 + k])).tolist(), m)
+        values = _softmax_values(logits, chosen, m)
+    floor = spec.uniform_mix * m / k  # _mix's arithmetic, in its order
+    propensities = [(1.0 - spec.uniform_mix) * v + floor for v in values]
+    return BatchSelection(
+        np.array([chosen], dtype=np.intp),
+        np.array([propensities]),
+        np.zeros((1, m)),
+        exact=True,
+        explored=np.array([explored]),
+    )
+
+
+def _leaders(
+    values: list[float],
+    n: int,
+    keys: list[float] | None = None,
+    ascending: list[float] | None = None,
+) -> list[int]:
+    """One row's first ``n`` indices by value: :func:`_top`, or epsilon-greedy's lexsort order.
+
+    Largest value first; ties by ``keys`` (smallest first) when given, then by index. Only the
+    candidates at or above the ``n``-th largest value are sorted (``ascending``:
+    ``sorted(values)`` when the caller has it).
+    """
+    if n == 1:
+        threshold = max(values)
+        if keys is None or values.count(threshold) == 1:
+            return [values.index(threshold)]
+    else:
+        ordered = ascending if ascending is not None else sorted(values)
+        threshold = ordered[len(values) - n]
+    pool = [i for i, v in enumerate(values) if v >= threshold]  # by index: the sorts are stable
+    if keys is None:
+        pool.sort(key=values.__getitem__, reverse=True)
+    else:
+        pool.sort(key=lambda i: (-values[i], keys[i]))
+    return pool[:n]
+
+
+def _epsilon_list(
+    scores: list[float],
+    ascending: list[float],
+    keys: list[float],
+    coins: list[bool],
+    picks: list[float],
+) -> list[int]:
+    """:func:`_epsilon_lists` for one row, sorting only as deep as the slots reach.
+
+    The ranks the slots take do not depend on the scores, so they are drawn first and only
+    the rank order down to the deepest of them is worked out.
+    """
+    k = len(scores)
+    remaining = list(range(k))  # ranks still free, best first
+    ranks = []
+    for j, uniform in enumerate(coins):
+        left = k - j
+        target = int(min(picks[j] * left, left - 1)) if uniform else 0
+        ranks.append(remaining.pop(target))
+    order = _leaders(scores, max(ranks) + 1, keys, ascending)
+    return [order[r] for r in ranks]
+
+
+@functools.lru_cache(maxsize=512)
+def _epsilon_cumulative(k: int, m: int, epsilon: float) -> tuple[float, ...]:
+    """The running sums of :func:`_epsilon_by_rank` that :func:`_epsilon_inclusion` uses."""
+    cumulative = np.concatenate(([0.0], np.cumsum(_epsilon_by_rank(k, m, epsilon))))
+    return tuple(cumulative.tolist())
+
+
+def _epsilon_values(
+    scores: list[float], ascending: list[float], chosen: list[int], m: int, epsilon: float
+) -> list[float]:
+    """:func:`_epsilon_inclusion` of the chosen candidates: the mean over their tie group."""
+    k = len(scores)
+    if m >= k:
+        return [1.0] * len(chosen)
+    cumulative = _epsilon_cumulative(k, m, float(epsilon))
+    values = []
+    for c in chosen:
+        start = k - bisect_right(ascending, scores[c])  # ranks of the better candidates
+        end = k - 1 - bisect_left(ascending, scores[c])  # the group's last rank
+        values.append((cumulative[end + 1] - cumulative[start]) / (end - start + 1))
+    return values
+
+
+def _softmax_values(logits: NDArray[np.float64], chosen: list[int], m: int) -> list[float]:
+    """:func:`_softmax_inclusion` of the chosen candidates, the same to the bit.
+
+    Its sums are numpy's (pairwise summation) over arrays equal to the reference's, element
+    for element; everything else is one IEEE operation on the same operands.
+    """
+    if m >= logits.size:
+        return [1.0] * len(chosen)
+    w = np.exp(logits)
+    total = float(w.sum())
+    if m == 1:
+        return [float(w[c]) / total for c in chosen]
+    weights: list[float] = w.tolist()
+    top = weights.index(max(weights))
+    w[top] = 0.0  # from here on the weights without the top
+    without_top = float(w.sum())
+    rest = total - w  # W - w_j; the top's is summed without it, free of cancellation
+    rest[top] = without_top
+    ratio = w / rest  # the top's ratio is 0 here: the sum over the others first
+    excluding_top = float(ratio.sum())
+    ratio[top] = weights[top] / without_top
+    full = float(ratio.sum())
+    values = []
+    for c in chosen:
+        excluding = excluding_top if c == top else full - float(ratio[c])
+        first = weights[c] / total
+        values.append(min(first + first * excluding, 1.0))
+    return values
 
 
 # --- policies -------------------------------------------------------------------------
