@@ -302,14 +302,17 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _number(field_path: str, value: object) -> float:
+def _number(source: str, name: str, value: object) -> float:
+    """``value`` as a finite float; ``InvalidArgument`` on ``<source>.<name>`` otherwise."""
+    if type(value) is float and math.isfinite(value):  # the usual case, checked first
+        return value
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
         number = float(value)
         if math.isfinite(number):
             return number
-    raise InvalidArgument(field_path, f"must be a finite number, got {value!r}")
+    raise InvalidArgument(f"{source}.{name}", f"must be a finite number, got {value!r}")
 
 
 def featurize(
@@ -328,20 +331,22 @@ def featurize(
         if isinstance(feature_names, FeatureSpec)
         else FeatureSpec(tuple(feature_names))
     )
-    out = np.zeros(len(spec))
-    for i, feat in enumerate(spec._parsed):
-        if feat.kind == "bias":
-            out[i] = 1.0
-        elif feat.kind == "numeric":
-            if feat.name in context:
-                out[i] = _number(f"context.{feat.name}", context[feat.name])
-            elif attributes.get(feat.name) is not None:
-                out[i] = _number(f"attributes.{feat.name}", attributes[feat.name])
+    values: list[float] = []
+    for feat in spec._parsed:
+        if feat.kind == "numeric":
+            given = context.get(feat.name)
+            if given is not None:
+                values.append(_number("context", feat.name, given))
+            else:
+                raw = attributes.get(feat.name)
+                values.append(0.0 if raw is None else _number("attributes", feat.name, raw))
+        elif feat.kind == "bias":
+            values.append(1.0)
         else:
             raw = attributes.get(feat.name)
-            values = raw if isinstance(raw, list | tuple) else [raw]
-            out[i] = float(any(v is not None and _as_text(v) == feat.value for v in values))
-    return out
+            levels = raw if isinstance(raw, list | tuple) else [raw]
+            values.append(float(any(v is not None and _as_text(v) == feat.value for v in levels)))
+    return np.array(values, dtype=np.float64)
 
 
 def featurize_batch(

@@ -7,6 +7,7 @@ aligns them with one channel's actions, cold actions at the prior.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,21 @@ class ModelView:
     linear: LinearModel | None
     theta: NDArray[np.float64] | None
     version: int
+
+    @functools.cached_property
+    def quadratic_form(self) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+        """``(rows, cols, Q)`` with ``xᵀA⁻¹_a x = Q[a] · (x[rows] * x[cols])`` for every action.
+
+        The upper triangle of ``A⁻¹ + A⁻¹ᵀ`` (the diagonal once): one matrix-vector product
+        over ``d(d+1)/2`` columns gives every action's LinUCB width, a fraction of the
+        memory a stacked ``A⁻¹ @ x`` reads. Built on first use, once per view.
+        """
+        assert self.linear is not None  # noqa: S101 - linear views only
+        a_inv = self.linear.a_inv
+        rows, cols = np.triu_indices(a_inv.shape[1])
+        both = a_inv[:, rows, cols] + a_inv[:, cols, rows]
+        q = np.where(rows == cols, both / 2, both)
+        return rows, cols, np.ascontiguousarray(q)
 
 
 def model_view(

@@ -388,13 +388,16 @@ class DecisioningUseCases:
         """Choose for ``pending`` units in order, choosing again after a budget runs out."""
         rows = list(pending)
         for r in rows:
-            allowed = chunk.screened[r].copy()
-            allowed[frame.watched[np.array(chunk.states[r].capped, dtype=bool)]] = False
-            chunk.final[r] = allowed
+            chunk.final[r] = chunk.screened[r]
+            capped = chunk.states[r].capped
+            if any(capped):
+                chunk.final[r, frame.watched[np.array(capped, dtype=bool)]] = False
         scores = chunk.scored.score
+        budgeted = bool(frame.request.budgets)  # without budgets every choice fits
         while rows:
-            masks = chunk.final[rows] & (remaining >= 1)[None, :]
-            sampler_for = self._sampler_for(frame, chunk, rows)
+            masks = chunk.final[rows]
+            if budgeted:
+                masks &= (remaining >= 1)[None, :]
             choices = engine.choose(
                 self.settings,
                 frame.actions.priorities,
@@ -402,9 +405,11 @@ class DecisioningUseCases:
                 masks,
                 [chunk.states[r].slots for r in rows],
                 [chunk.ids[r] for r in rows],
-                sampler_for,
+                self._sampler_for(frame, chunk, rows),
             )
-            fitted, remaining = engine.spend(choices, remaining)
+            fitted = len(choices)
+            if budgeted:
+                fitted, remaining = engine.spend(choices, remaining)
             for j in range(fitted):
                 chunk.choices[rows[j]] = choices[j]
                 chunk.final[rows[j]] = masks[j]
