@@ -28,6 +28,7 @@ from ensayo.assignment.model import (
 )
 from ensayo.errors import InvalidArgument
 from ensayo.protowire import split_fixed_width
+from ensayo.serverkit.protoconv import struct_to_dict
 from ensayo.unit_ids import FixedWidthIds
 from ensayo.v1 import assignment_service_pb2 as pb
 from ensayo.v1 import common_pb2
@@ -40,7 +41,6 @@ __all__ = [
     "batch_query_from_pb",
     "batch_result_to_pb",
     "memberships_response_to_pb",
-    "struct_to_dict",
     "unit_from_pb",
 ]
 
@@ -55,28 +55,6 @@ _NO_REASON = pb.AssignmentReason.ASSIGNMENT_REASON_UNSPECIFIED
 _PACKED_INDEX_TAG = b"\x12"  # field 2 (variant_index), wire type 2 (length-delimited)
 _ASSIGNMENTS_TAG = b"\x0a"  # AssignResponse field 1 (assignments), length-delimited
 _ONE_BYTE_ZIGZAG = 63  # zigzag(i) = 2i < 128 fits one varint byte up to i = 63
-_SCALAR_KINDS = frozenset(("string_value", "number_value", "bool_value"))
-
-
-def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, object]:
-    """A ``google.protobuf.Struct`` as plain Python values (numbers are floats)."""
-    out: dict[str, object] = {}
-    fields = struct.fields
-    for key in fields:  # faster than .items(), a Python-level view over the map
-        value = fields[key]
-        kind = value.WhichOneof("kind")
-        out[key] = getattr(value, kind) if kind in _SCALAR_KINDS else _value(value, kind)
-    return out
-
-
-def _value(value: struct_pb2.Value, kind: str | None) -> object:
-    if kind in _SCALAR_KINDS:
-        return getattr(value, kind)
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_value(v, v.WhichOneof("kind")) for v in value.list_value.values]
-    return None  # null_value, or no kind set
 
 
 class _LazyAttributes(Sequence[Mapping[str, object]]):

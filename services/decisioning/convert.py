@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from google.protobuf import json_format, struct_pb2
-
 from ensayo.decisioning.model import (
     BatchQuery,
     DecideQuery,
@@ -13,6 +9,7 @@ from ensayo.decisioning.model import (
     Outcome,
     Subject,
 )
+from ensayo.serverkit.protoconv import struct_to_dict
 from ensayo.v1 import common_pb2
 from ensayo.v1 import decisioning_service_pb2 as pb
 
@@ -24,12 +21,8 @@ __all__ = [
 ]
 
 
-def _struct(message: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(message) if message.fields else {}
-
-
 def _subject(unit: common_pb2.Unit) -> Subject:
-    return Subject(unit.id, _struct(unit.attributes))
+    return Subject(unit.id, struct_to_dict(unit.attributes))
 
 
 def decide_query_from_pb(request: pb.DecideRequest) -> DecideQuery:

@@ -16,10 +16,37 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-__all__ = ["from_message", "to_message"]
+__all__ = ["from_message", "struct_to_dict", "to_message"]
 
 _STRUCT = struct_pb2.Struct.DESCRIPTOR.full_name
 _TIMESTAMP = timestamp_pb2.Timestamp.DESCRIPTOR.full_name
+_SCALAR_KINDS = frozenset(("string_value", "number_value", "bool_value"))
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A ``google.protobuf.Struct`` as plain Python values (numbers are floats).
+
+    What ``json_format.MessageToDict`` gives, several times faster (it sits on the request
+    path of Assign and Decide), except that infinite and NaN numbers pass through as floats
+    instead of raising: the domain validates values where it uses them.
+    """
+    out: dict[str, Any] = {}
+    fields = struct.fields
+    for key in fields:  # faster than .items(), a Python-level view over the map
+        value = fields[key]
+        kind = value.WhichOneof("kind")
+        out[key] = getattr(value, kind) if kind in _SCALAR_KINDS else _value(value, kind)
+    return out
+
+
+def _value(value: struct_pb2.Value, kind: str | None) -> object:
+    if kind in _SCALAR_KINDS:
+        return getattr(value, kind)
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(v, v.WhichOneof("kind")) for v in value.list_value.values]
+    return None  # null_value, or no kind set
 
 
 @cache

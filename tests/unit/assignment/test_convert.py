@@ -8,11 +8,12 @@ import uuid
 
 import numpy as np
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from ensayo.assignment.model import Assignment, BatchResult, Membership, MembershipKind, Reason
 from ensayo.errors import InvalidArgument
 from ensayo.serverkit.config import ConfigError
+from ensayo.serverkit.protoconv import struct_to_dict
 from ensayo.unit_ids import FixedWidthIds
 from ensayo.v1 import assignment_service_pb2 as pb
 from ensayo.v1 import common_pb2
@@ -24,10 +25,12 @@ class TestStructs:
     """Attributes arrive as Structs and become plain values."""
 
     def test_nested_values(self) -> None:
-        """Strings, numbers, booleans, null, lists and nested objects convert."""
+        """Strings, numbers, booleans, null, lists and nested objects convert as protobuf's
+        own json_format.MessageToDict converts them."""
         s = struct_pb2.Struct()
         s.update({"c": "ES", "n": 3, "b": True, "z": None, "l": [1, "a"], "o": {"k": [True]}})
-        assert convert.struct_to_dict(s) == {
+        assert struct_to_dict(s) == json_format.MessageToDict(s)
+        assert struct_to_dict(s) == {
             "c": "ES",
             "n": 3.0,
             "b": True,
