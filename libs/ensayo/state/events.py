@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from ensayo.events.model import Event
-from ensayo.state.client import redis_errors
+from ensayo.state.client import LuaScript, bulk, redis_errors
 
 __all__ = [
     "SEEN_TTL_S",
@@ -180,8 +180,9 @@ class RedisEventLog:
     def __init__(self, client: redis.Redis, stream: str = STREAM_KEY) -> None:
         self._client = client
         self._stream = stream
-        self._script = client.register_script(_APPEND)
-        self._packed = client.register_script(_APPEND_PACKED)
+        self._head = bulk(b"1") + bulk(stream.encode()) + bulk(b"%d" % SEEN_TTL_S)  # keys, ttl
+        self._script = LuaScript(client, _APPEND)
+        self._packed = LuaScript(client, _APPEND_PACKED)
 
     def append(self, events: Sequence[Event]) -> list[bool]:
         """Append new events; per event, whether it was new."""
@@ -191,10 +192,7 @@ class RedisEventLog:
                 chunk = events[start : start + _BATCH]
                 ids = "\n".join([event.event_id for event in chunk])
                 if ids.count("\n") != len(chunk) - 1:  # an id holds a newline: one by one
-                    args: list[str | int] = [SEEN_TTL_S]
-                    for event in chunk:
-                        args += [event.event_id, encode_event(event)]
-                    flags += [bool(x) for x in self._script(keys=[self._stream], args=args)]
+                    flags += self._append_each(chunk)
                     continue
                 payloads = []
                 when, text = None, ""
@@ -202,11 +200,19 @@ class RedisEventLog:
                     if event.time is not when:
                         when, text = event.time, event.time.isoformat()
                     payloads.append(_encode(event, text))
-                reply = self._packed(
-                    keys=[self._stream], args=[SEEN_TTL_S, ids, "\n".join(payloads)]
+                reply = self._packed.call(
+                    5,
+                    self._head + bulk(ids.encode()) + bulk("\n".join(payloads).encode()),
                 )
-                answer = reply if isinstance(reply, str) else bytes(reply).decode()
+                answer: bytes = reply
                 if len(answer) != len(chunk):
                     raise RuntimeError(f"append answered {len(answer)} flags for {len(chunk)}")
-                flags += [flag == "1" for flag in answer]
+                flags += [flag == 49 for flag in answer]  # 49: b"1"
         return flags
+
+    def _append_each(self, chunk: Sequence[Event]) -> list[bool]:
+        """Append with one argument pair per event (ids holding a newline)."""
+        args = [self._head]
+        for event in chunk:
+            args += [bulk(event.event_id.encode()), bulk(encode_event(event).encode())]
+        return [bool(x) for x in self._script.call(3 + 2 * len(chunk), b"".join(args))]
