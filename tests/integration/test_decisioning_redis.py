@@ -176,6 +176,44 @@ class TestAtomicCaps:
         assert client.zcard(contacts_key("same")) == (1 if capped or delivered else 0)
 
 
+class TestContactScript:
+    """What the Lua script keeps in the unit's sorted set, beyond the replies."""
+
+    def test_expired_contacts_are_dropped_by_the_next_reservation(self, redis_url) -> None:
+        """Older than the retention: not counted, and removed when a reservation writes."""
+        client = connect(redis_url)
+        store = RedisContactStore(client)
+        policies = (ContactPolicy("email", channel="email", max_contacts=5, window_s=60),)
+        free = ContactState((), 1)
+        key = contacts_key("u")
+        for decision, seconds in (("d1", 0), ("d2", 30)):
+            at = T0 + timedelta(seconds=seconds)
+            assert store.settle([_request("u", decision, at, policies, (), free, ("a",))])[
+                0
+            ].matched
+        assert client.zcard(key) == 2
+        later = T0 + timedelta(seconds=61)
+        check = store.settle([_request("u", "d3", later, policies, (), free, ("a",), False)])[0]
+        assert check.counts == (1,) and client.zcard(key) == 2  # a check removes nothing
+        reply = store.settle([_request("u", "d3", later, policies, (), free, ("a",))])[0]
+        assert reply.matched and reply.counts == (1,)
+        assert sorted(m.split(b"\x1f")[0] for m in client.zrange(key, 0, -1)) == [b"d2", b"d3"]
+        assert 59_000 < client.pttl(key) <= 60_000
+
+    def test_a_foreign_member_counts_only_for_policies_of_every_channel(self, redis_url) -> None:
+        """A member without channel and action (written by hand) matches no named one."""
+        client = connect(redis_url)
+        client.zadd(contacts_key("u"), {"stray": int(T0.timestamp() * 1000)})
+        policies = (
+            ContactPolicy("all", max_contacts=5, window_s=60),
+            ContactPolicy("email", channel="email", max_contacts=5, window_s=60),
+        )
+        reply = RedisContactStore(client).settle(
+            [_request("u", "d", T0, policies, (), ContactState((), 1), (), False)]
+        )[0]
+        assert reply.counts == (1, 0)
+
+
 class TestModelStore:
     def test_lua_sherman_morrison_equals_numpy(self, redis_url) -> None:
         """Twenty updates in Lua give the A⁻¹ and b of ensayo.bandits.update_batch."""

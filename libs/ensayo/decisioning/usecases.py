@@ -547,7 +547,7 @@ class DecisioningUseCases:
 
     def _log(self, frame: _Frame, chunk: _Chunk, decisions: list[Decision]) -> None:
         records, events = [], []
-        request = frame.request
+        request, keys = frame.request, frame.actions.keys
         for r, decision in enumerate(decisions):
             candidates = chunk.screened[r] if decision.holdout else chunk.final[r]
             if not chunk.recorded[r]:
@@ -564,7 +564,7 @@ class DecisioningUseCases:
                         "channel": request.channel,
                         "placement": request.placement,
                         "context": dict(request.context),
-                        "candidates": [frame.actions.keys[i] for i in np.flatnonzero(candidates)],
+                        "candidates": [keys[i] for i in np.flatnonzero(candidates).tolist()],
                         "chosen": [
                             {
                                 "action_key": a.action_key,

@@ -17,7 +17,7 @@ import redis
 from ensayo.catalog import codec
 from ensayo.decisioning.model import DecisionRecord
 from ensayo.state.client import redis_errors
-from ensayo.state.contacts import decision_key, unit_tag
+from ensayo.state.contacts import decision_key, encode_record, unit_tag
 
 __all__ = ["RedisDecisionStore", "decision_key", "new_decision_id"]
 
@@ -39,12 +39,12 @@ class RedisDecisionStore:
         with redis_errors():
             if len(records) == 1:
                 self._client.set(
-                    decision_key(records[0].decision_id), codec.dumps(records[0]), ex=ttl
+                    decision_key(records[0].decision_id), encode_record(records[0]), ex=ttl
                 )
                 return
             pipe = self._client.pipeline(transaction=False)
             for record in records:
-                pipe.set(decision_key(record.decision_id), codec.dumps(record), ex=ttl)
+                pipe.set(decision_key(record.decision_id), encode_record(record), ex=ttl)
             pipe.execute()
 
     def get(self, decision_id: str) -> DecisionRecord | None:
