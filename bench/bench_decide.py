@@ -336,16 +336,20 @@ def main() -> str:
         f"| Python loop over actions (same formula) | {scoring['loop_us']:.1f} |",
         f"| speed-up (goal ≥ 10x) | {scoring['loop_us'] / scoring['vectorised_us']:.1f}x |",
         "",
-        "Where a Decide's server time goes (cProfile and py-spy of the in-process path on this "
-        "machine): one Redis round trip (the contact script, which also writes the decision "
-        "record; the `$decision` event is shipped by a background thread in 5 ms batches, "
-        "`ENSAYO_DECISIONING_LOG_FLUSH_S`), a quarter in choosing (`engine.choose` and "
-        "`bandits.select_batch`: many small numpy calls), the rest in screening, featurising, "
-        "scoring and conversion; scoring itself takes tens of µs. One thread calling the use "
-        "case in process decides about 1,200 times a second (~0.75 ms of CPU each), but under "
-        "8 concurrent callers the server spends ~2 ms of CPU per Decide: the handler threads "
-        "hand the GIL over at every Redis wait, and those hand-offs cost more than the work. "
-        "The goal is not met: 40% of the echo needs under ~0.5 ms of server CPU per Decide. ",
+        "Where a Decide's server time goes (py-spy, strace and per-thread CPU of the in-process "
+        "path and of a live server on this machine, 2026-11-23): one thread calling the use "
+        "case decides in ~0.85 ms of CPU: one Redis round trip (the contact script by EVALSHA "
+        "through `ensayo.state.client.LuaScript`, ~0.15 ms of client CPU; it also writes the "
+        "decision record), ~0.1 ms choosing (`bandits.select_batch`'s one-row path, "
+        "`rng_for`), ~0.1 ms screening, featurising and scoring, the rest conversion and "
+        "bookkeeping; the `$decision` event costs ~0.15 ms more in the background shipper "
+        "(5 ms batches, `ENSAYO_DECISIONING_LOG_FLUSH_S`). Eight threads in process spend "
+        "~1.3-1.5 ms each, and the server ~2.2-2.7 ms per Decide: ~0.5 ms is the gRPC server "
+        "kit itself (the server-kit echo's CPU), the rest GIL contention (strace counts ~50 "
+        "futex calls per Decide with 8 threads in process, threads woken to find the GIL "
+        "taken). The server then holds the GIL about half the time and uses ~1 core: it is "
+        "bound by GIL hand-offs, not by the machine. The goal is not met: 40% of the echo "
+        "needs about 1 ms of server CPU per Decide. ",
         "Numbers move by ±30% between runs on this shared 2-core machine.",
         "",
     ]
