@@ -307,15 +307,7 @@ def choose(
     spec = settings.exploration
     thompson = spec.policy is ExplorationPolicy.THOMPSON
     results: list[Choice] = [Choice.empty()] * n
-    groups: dict[tuple[bytes, int], list[int]] = {}
-    if n == 1:  # Decide: nothing to group
-        if slots[0] > 0 and masks[0].any():
-            groups[b"", int(slots[0])] = [0]
-    else:
-        for r in range(n):
-            if slots[r] > 0 and masks[r].any():
-                groups.setdefault((masks[r].tobytes(), int(slots[r])), []).append(r)
-    for (_, m), rows in groups.items():
+    for (_, m), rows in _groups(masks, slots).items():
         candidates = np.flatnonzero(masks[rows[0]])
         rngs = [rng_for(decision_ids[r]) for r in rows]
         picked: list[list[NDArray[np.intp]]] = [[] for _ in rows]
@@ -337,9 +329,10 @@ def choose(
                 samplers = [sampler_for(r, idx) for r in rows]
             elif thompson:  # everything is taken: ranked by the posterior mean instead
                 samplers = [_mean_sampler(scores[r, idx]) for r in rows]
-            tier_scores = (
-                scores[rows[0], idx][None, :] if n == 1 else scores[np.ix_(np.array(rows), idx)]
-            )
+            if n == 1:  # a 1-D index: numpy's fast path, which keeps the GIL
+                tier_scores = scores[rows[0]][idx][None, :]
+            else:
+                tier_scores = scores[np.ix_(np.array(rows), idx)]
             sel = select_batch(spec, tier_scores, take, rngs, sampler=samplers)
             for j in range(len(rows)):
                 picked[j].append(idx[sel.indices[j]])
@@ -357,6 +350,17 @@ def choose(
                 bool(explored[j]),
             )
     return results
+
+
+def _groups(masks: BoolArray, slots: Sequence[int]) -> dict[tuple[bytes, int], list[int]]:
+    """Rows with the same candidates and slots (and at least one of each), chosen together."""
+    if masks.shape[0] == 1:  # Decide: nothing to group
+        return {(b"", int(slots[0])): [0]} if slots[0] > 0 and masks[0].any() else {}
+    groups: dict[tuple[bytes, int], list[int]] = {}
+    for r in range(masks.shape[0]):
+        if slots[r] > 0 and masks[r].any():
+            groups.setdefault((masks[r].tobytes(), int(slots[r])), []).append(r)
+    return groups
 
 
 def _joined(parts: list[_Array]) -> _Array:

@@ -395,13 +395,16 @@ class DecisioningUseCases:
         scores = chunk.scored.score
         budgeted = bool(frame.request.budgets)  # without budgets every choice fits
         while rows:
-            masks = chunk.final[rows]
+            # One unit (Decide) by slicing: a row list is a fancy index, which releases the GIL
+            # (a hand-off to another handler thread in a busy server).
+            one = slice(rows[0], rows[0] + 1) if len(rows) == 1 else rows
+            masks = chunk.final[one].copy()
             if budgeted:
                 masks &= (remaining >= 1)[None, :]
             choices = engine.choose(
                 self.settings,
                 frame.actions.priorities,
-                scores[rows],
+                scores[one],
                 masks,
                 [chunk.states[r].slots for r in rows],
                 [chunk.ids[r] for r in rows],
