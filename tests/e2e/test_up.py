@@ -121,7 +121,13 @@ class TestEnsayoUp:
             time.sleep(0.2)
         assert result.variant_key in {"control", "green"}
         decisioning = DecisioningClient(open_channel(env["ENSAYO_DECISIONING_ADDR"]))
-        decisioning.decide(unit, "email", attributes={"orders": 0, **attributes})
+        deadline = time.monotonic() + 20
+        while True:  # the README's example: the welcome offer, for a unit without orders
+            decision = decisioning.decide(unit, "email", attributes={"orders": 0, **attributes})
+            if decision.actions or decision.holdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert decision.holdout or [a.action_key for a in decision.actions] == ["welcome-offer"]
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         rest = process.stdout.read() if process.stdout else ""
