@@ -466,20 +466,24 @@ def main() -> str:
         f"| Python loop over actions (same formula) | {scoring['loop_us']:.1f} |",
         f"| speed-up (goal ≥ 10x) | {scoring['loop_us'] / scoring['vectorised_us']:.1f}x |",
         "",
-        "Where a Decide's server time goes (py-spy, strace and per-thread CPU of the in-process "
-        "path and of a live server on this machine, 2026-11-23): one thread calling the use "
-        "case decides in ~0.85 ms of CPU: one Redis round trip (the contact script by EVALSHA "
-        "through `ensayo.state.client.LuaScript`, ~0.15 ms of client CPU; it also writes the "
-        "decision record), ~0.1 ms choosing (`bandits.select_batch`'s one-row path, "
-        "`rng_for`), ~0.1 ms screening, featurising and scoring, the rest conversion and "
-        "bookkeeping; the `$decision` event costs ~0.15 ms more in the background shipper "
-        "(5 ms batches, `ENSAYO_DECISIONING_LOG_FLUSH_S`). Eight threads in process spend "
-        "~1.3-1.5 ms each, and the server ~2.2-2.7 ms per Decide: ~0.5 ms is the gRPC server "
-        "kit itself (the server-kit echo's CPU), the rest GIL contention (strace counts ~50 "
-        "futex calls per Decide with 8 threads in process, threads woken to find the GIL "
-        "taken). The server then holds the GIL about half the time and uses ~1 core: it is "
-        "bound by GIL hand-offs, not by the machine. The goal is not met: 40% of the echo "
-        "needs about 1 ms of server CPU per Decide. ",
+        "Where a Decide's server time goes (perf, py-spy and per-thread CPU of the in-process "
+        "path and of a live server under this load, 2026-11-23): one thread calling the use "
+        "case decides in ~0.30 ms of CPU, of which ~0.09 ms is the contact round trip (the "
+        "loopback `sendall` alone ~0.04 ms: the kernel runs Redis's receive path in the "
+        "sender's time) and ~0.03 ms the background `$decision` shipper. In the server a Decide"
+        " costs ~0.75 ms. The floor row is what the mandatory part costs there: ~0.43 ms "
+        "(server kit ~0.19, contact settle ~0.15, event ~0.06, parse and answer the rest); "
+        "deciding adds ~0.35 ms, two to three times its single-thread time, because with 16 "
+        "handler threads, the gRPC poller and the shipper a Decide causes ~27 voluntary context"
+        " switches (the echo ~10), perf finds about half the server's samples in the kernel's "
+        "scheduler, and py-spy sees the GIL held only ~40% of the time. Tried without a gain "
+        "beyond noise: coalescing concurrent Decides into one batch (leader/follower; batches "
+        "of ~2), 1 to 16 handler threads. Two or three server processes on one port "
+        "(SO_REUSEPORT, the client on 4-6 channels) gave Decide 1.5-1.7x, but the echo 1.2x too"
+        " (27-33% of it). Since the floor alone sits at the goal, a Decide meeting it would "
+        "have to decide in no time: the goal is out of reach for this design in CPython on this"
+        " machine. What could move it: a cheaper Redis hop, compiled decision logic, or Python "
+        "without a GIL. ",
         "Numbers move by ±30% between runs on this shared 2-core machine.",
         "",
     ]
