@@ -61,6 +61,8 @@ CHUNK_UNITS = 1000
 """DecideBatch decides, reserves and logs this many units at a time (one pipeline each)."""
 MAX_SETTLE_ATTEMPTS = 5
 """Tries to settle contacts while concurrent decisions keep changing a unit's state."""
+MAX_REMEMBERED_STATES = 65_536
+"""Units whose last seen contact state was not the open one, kept as the next first guess."""
 _MAX_EVENT_ID = 256
 
 
@@ -163,6 +165,11 @@ class DecisioningUseCases:
         self._linear = settings.model is ModelKind.LINEAR
         self._compiled: CompiledCatalog | None = None
         self._views: dict[tuple[int, str, int, int], ModelView] = {}
+        # (snapshot version, channel, max_actions, unit id) -> the unit's last seen contact
+        # state, when something was capped: the next decision guesses it instead of the open
+        # state, so a capped unit settles in one round trip, not two. Only a guess: the store
+        # checks it atomically, and a stale one costs the retry it would have cost anyway.
+        self._last_states: dict[tuple[int, str, int, str], ContactState] = {}
 
     # --- RPCs ----------------------------------------------------------------------------
 
@@ -321,6 +328,14 @@ class DecisioningUseCases:
             )
         features = self._features(frame, units, offset) if self._linear else None
         initial = ContactState((False,) * frame.watched.size, request.max_actions)
+        states = [initial] * n
+        if frame.policies and self._last_states:
+            guess = self._last_states.get
+            version, channel, m = frame.compiled.version, request.channel, request.max_actions
+            states = [
+                initial if holdouts[r] else guess((version, channel, m, unit.id), initial)
+                for r, unit in enumerate(units)
+            ]
         return _Chunk(
             units=units,
             offset=offset,
@@ -332,7 +347,7 @@ class DecisioningUseCases:
             scored=engine.score_actions(
                 frame.actions, frame.view, frame.lever, self.settings, features, n
             ),
-            states=[initial] * n,
+            states=states,
             counts=[(0,) * len(frame.policies)] * n,
             choices=[Choice.empty()] * n,
             stages=stages,
@@ -368,6 +383,7 @@ class DecisioningUseCases:
             retry = []
             for r, reply in zip(pending, replies, strict=True):
                 chunk.counts[r] = reply.counts
+                self._remember(frame, chunk.units[r].id, reply.state)
                 if not reply.matched:
                     remaining[chunk.choices[r].indices] += 1  # its budget goes back
                     chunk.states[r] = reply.state
@@ -377,6 +393,18 @@ class DecisioningUseCases:
             if not pending:
                 return remaining
         raise DependencyUnavailable("redis", "contact counters kept changing; retry the call")
+
+    def _remember(self, frame: _Frame, unit_id: str, state: ContactState) -> None:
+        """Keep a capped state as the unit's next first guess; forget an open one."""
+        request = frame.request
+        key = (frame.compiled.version, request.channel, request.max_actions, unit_id)
+        if state.slots >= request.max_actions and not any(state.capped):
+            if self._last_states:
+                self._last_states.pop(key, None)
+            return
+        if len(self._last_states) >= MAX_REMEMBERED_STATES:
+            self._last_states.clear()  # bounded; the guesses are rebuilt by the next misses
+        self._last_states[key] = state
 
     def _choose(
         self,

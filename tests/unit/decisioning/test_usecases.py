@@ -230,6 +230,39 @@ class TestContactPolicies:
         assert _decide(w).actions[0].action_key == "a0"
         assert w.contacts.calls == 3
 
+    def test_a_capped_unit_settles_in_one_round_trip(self) -> None:
+        """The unit's last capped state is the next first guess: one settle, not two, and the
+        same answer; a guess gone stale (the window passed) costs one retry, never a cap."""
+        policy = ContactPolicy("daily", channel="email", max_contacts=1, window_s=3600)
+        w = world(snapshot(actions(2), (policy,)), GREEDY)
+        assert len(_decide(w).actions) == 1  # open state, as guessed: one call
+        assert w.contacts.calls == 1
+        assert _decide(w).actions == ()  # guessed open, found capped, decided again
+        assert w.contacts.calls == 3
+        for _ in range(3):
+            assert _decide(w).actions == ()
+        assert w.contacts.calls == 6  # capped, as remembered: one call each
+        w.clock.advance(3601)
+        assert len(_decide(w).actions) == 1  # guessed capped, found open, decided again
+        assert w.contacts.calls == 8
+        assert len(_decide(w).actions) == 0  # capped again by the one just delivered
+        assert w.contacts.calls == 10
+        delivered = sum(len(e.properties["chosen"]) for e in w.events.events)
+        assert delivered == 2
+
+    def test_remembered_states_are_per_channel_and_max_actions(self) -> None:
+        """A unit capped for one action on a per-action policy still gets the other, and a
+        request for more actions than before guesses afresh."""
+        policy = ContactPolicy("a1", action_key="a1", max_contacts=1, window_s=60)
+        w = world(snapshot(actions(2), (policy,)), GREEDY)
+        assert [a.action_key for a in _decide(w).actions] == ["a1"]
+        assert [a.action_key for a in _decide(w).actions] == ["a0"]
+        calls = w.contacts.calls
+        assert [a.action_key for a in _decide(w).actions] == ["a0"]
+        assert w.contacts.calls == calls + 1
+        assert [a.action_key for a in _decide(w, max_actions=2).actions] == ["a0"]
+        assert w.contacts.calls == calls + 3  # no guess for max_actions=2 yet
+
 
 class TestBatch:
     def test_batch_equals_decide_per_unit(self) -> None:
