@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,15 +190,69 @@ class TestServe:
         try:
             from ensayo.cli.local import wait_serving
 
-            wait_serving(env["ENSAYO_DECISIONING_ADDR"], 30)
+            addr = env["ENSAYO_DECISIONING_ADDR"]
+            wait_serving(addr, 30)
+            process.send_signal(signal.SIGUSR1)  # prints every thread's stack, keeps serving
+            time.sleep(0.5)
+            wait_serving(addr, 5)
             process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0
-            output = process.stdout.read() if process.stdout else ""
+            output, _ = process.communicate(timeout=60)  # reads as it waits: no full pipe
+            assert process.returncode == 0, output
+            assert "most recent call first" in output
             assert '"event": "shutdown_requested"' in output
             assert '"event": "server_stopped"' in output
         finally:
             if process.poll() is None:
                 process.kill()
+                process.communicate()
+
+    def test_a_stop_that_hangs_dumps_stacks_and_exits_one(self, tmp_path) -> None:
+        """A stop hook that never returns: once grace and margin are over, the process prints
+        every thread's stack (the stuck hook among them) and exits 1 instead of hanging."""
+        script = textwrap.dedent(
+            """
+            import threading
+            from ensayo.serverkit.config import ServerConfig
+            from ensayo.serverkit.server import start_server, wait_for_termination
+
+            config = ServerConfig.from_env("catalog", {"ENSAYO_CATALOG_ADDR": "127.0.0.1:0"})
+            running = start_server(config, lambda server: [], serve_metrics=False)
+
+            def stuck_hook():
+                threading.Event().wait()
+
+            running.on_stop.append(stuck_hook)
+            print("PORT", running.port, flush=True)
+            wait_for_termination(running, 0.1, stop_margin_s=1.0)
+            """
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=_env(tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            line = ""
+            while not line.startswith("PORT"):  # the server's own log lines come first
+                line = process.stdout.readline()
+                assert line, "the script exited before serving"
+            port = int(line.split()[1])
+            from ensayo.cli.local import wait_serving
+
+            wait_serving(f"127.0.0.1:{port}", 30)
+            process.send_signal(signal.SIGTERM)
+            _, errors = process.communicate(timeout=60)
+            assert process.returncode == 1, errors
+            assert "most recent call first" in errors
+            assert "stuck_hook" in errors
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 class TestOrphans:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 from collections.abc import Callable, Mapping
 
@@ -33,5 +35,7 @@ def run_service(
         print(f"ensayo {service}: cannot start: {exc}", file=sys.stderr)
         return 1
     log.info("serving", addr=config.addr, port=running.port, metrics_addr=config.metrics_addr)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck server is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     wait_for_termination(running, config.shutdown_grace_s)
     return 0

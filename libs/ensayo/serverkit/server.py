@@ -6,6 +6,7 @@ Shutdown order (Kubernetes-friendly): health goes NOT_SERVING, in-flight calls g
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -22,7 +23,13 @@ from ensayo.serverkit.config import ServerConfig, parse_addr
 from ensayo.serverkit.interceptors import ServerInterceptor
 from ensayo.serverkit.metrics import MetricsEndpoint, RpcMetrics, start_metrics_endpoint
 
-__all__ = ["MAX_MESSAGE_BYTES", "RunningServer", "start_server", "wait_for_termination"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "STOP_MARGIN_S",
+    "RunningServer",
+    "start_server",
+    "wait_for_termination",
+]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _log = structlog.get_logger()
@@ -120,15 +127,33 @@ def start_server(
     return RunningServer(server, port, health_servicer, metrics, endpoint, names)
 
 
-def wait_for_termination(running: RunningServer, grace_s: float) -> None:
-    """Block until SIGTERM or SIGINT, then stop gracefully."""
+STOP_MARGIN_S = 10.0
+"""How long past the grace period a stop may take before the process dumps and exits."""
+
+
+def wait_for_termination(
+    running: RunningServer, grace_s: float, *, stop_margin_s: float = STOP_MARGIN_S
+) -> None:
+    """Block until SIGTERM or SIGINT, then stop gracefully.
+
+    The handler only records the signal (logging from a signal handler could wait on a
+    lock the interrupted code holds). A stop still running ``stop_margin_s`` after the grace
+    period dumps every thread's stack to stderr and exits 1, rather than hanging until the
+    orchestrator's SIGKILL with nothing to show why.
+    """
+    received: list[int] = []
     done = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
-        _log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        received.append(signum)
         done.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     done.wait()
-    running.stop(grace_s)
+    _log.info("shutdown_requested", signal=signal.Signals(received[0]).name)
+    faulthandler.dump_traceback_later(grace_s + stop_margin_s, exit=True)
+    try:
+        running.stop(grace_s)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
