@@ -128,10 +128,6 @@ def _serve_floor(redis_url: str, ready: Any, stop: Any) -> None:
     the same properties handed to the same shipper, one ranked action answered. No screening,
     features, scores or exploration: the floor under Decide's cost in this design.
     """
-    config = ServerConfig.from_env(
-        "decisioning", {"ENSAYO_DECISIONING_ADDR": "127.0.0.1:0", "ENSAYO_LOG_LEVEL": "warning"}
-    )
-    configure(config.log_level, "json")
     client = connect(redis_url)
     contacts = RedisContactStore(client)
     shipper = EventShipper(RedisEventLog(client))
@@ -214,6 +210,17 @@ def _serve_floor(redis_url: str, ready: Any, stop: Any) -> None:
         },
     )
 
+    _serve_with_kit(handler, ready, stop)
+    shipper.close()
+
+
+def _serve_with_kit(handler: grpc.GenericRpcHandler, ready: Any, stop: Any) -> None:
+    """Serve ``handler`` behind decisioning's server kit (interceptor, auth, metrics, health)."""
+    config = ServerConfig.from_env(
+        "decisioning", {"ENSAYO_DECISIONING_ADDR": "127.0.0.1:0", "ENSAYO_LOG_LEVEL": "warning"}
+    )
+    configure(config.log_level, "json")
+
     def register(server: grpc.Server) -> list[str]:
         server.add_generic_rpc_handlers((handler,))
         return []
@@ -222,7 +229,6 @@ def _serve_floor(redis_url: str, ready: Any, stop: Any) -> None:
     ready.put(running.port)
     stop.wait()
     running.stop(0.5)
-    shipper.close()
 
 
 def _echo(request: bytes, _context: object) -> bytes:
@@ -234,21 +240,8 @@ def _serve_echo(chassis: bool, ready: Any, stop: Any) -> None:
         "bench.Echo",
         {"Echo": grpc.unary_unary_rpc_method_handler(_echo)},
     )
-    if chassis:  # the same server kit as decisioning: interceptor, auth, metrics, health
-        config = ServerConfig.from_env(
-            "decisioning",
-            {"ENSAYO_DECISIONING_ADDR": "127.0.0.1:0", "ENSAYO_LOG_LEVEL": "warning"},
-        )
-        configure(config.log_level, "json")
-
-        def register(server: grpc.Server) -> list[str]:
-            server.add_generic_rpc_handlers((handler,))
-            return []
-
-        running = start_server(config, register, serve_metrics=False)
-        ready.put(running.port)
-        stop.wait()
-        running.stop(0.5)
+    if chassis:
+        _serve_with_kit(handler, ready, stop)
         return
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((handler,))

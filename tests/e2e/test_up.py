@@ -10,7 +10,9 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -75,6 +77,18 @@ def platform(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def _running(args: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    """A process with text pipes, killed (and its pipes drained) if a test leaves it running."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, **kwargs)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def _cli(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -179,15 +193,9 @@ class TestServe:
         """SIGTERM: health goes NOT_SERVING, the server stops, the process exits 0."""
         env = _env(tmp_path)
         env["ENSAYO_REDIS_URL"] = redis_url
-        process = subprocess.Popen(
-            [*ENSAYO, "serve", "decisioning"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
+        with _running(
+            [*ENSAYO, "serve", "decisioning"], env=env, cwd=tmp_path, stderr=subprocess.STDOUT
+        ) as process:
             from ensayo.cli.local import wait_serving
 
             addr = env["ENSAYO_DECISIONING_ADDR"]
@@ -201,10 +209,6 @@ class TestServe:
             assert "most recent call first" in output
             assert '"event": "shutdown_requested"' in output
             assert '"event": "server_stopped"' in output
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
 
     def test_a_stop_that_hangs_dumps_stacks_and_exits_one(self, tmp_path) -> None:
         """A stop hook that never returns: once grace and margin are over, the process prints
@@ -226,33 +230,25 @@ class TestServe:
             wait_for_termination(running, 0.1, stop_margin_s=1.0)
             """
         )
-        process = subprocess.Popen(
+        with _running(
             [sys.executable, "-c", script],
             env=_env(tmp_path),
             cwd=tmp_path,
-            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        ) as process:
             assert process.stdout is not None
             line = ""
             while not line.startswith("PORT"):  # the server's own log lines come first
                 line = process.stdout.readline()
                 assert line, "the script exited before serving"
-            port = int(line.split()[1])
             from ensayo.cli.local import wait_serving
 
-            wait_serving(f"127.0.0.1:{port}", 30)
+            wait_serving(f"127.0.0.1:{line.split()[1]}", 30)
             process.send_signal(signal.SIGTERM)
             _, errors = process.communicate(timeout=60)
             assert process.returncode == 1, errors
             assert "most recent call first" in errors
             assert "stuck_hook" in errors
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
 
 
 class TestOrphans:
