@@ -15,6 +15,7 @@ from ensayo.bandits.allocation import (
 )
 from ensayo.bandits.contextual import (
     BIAS,
+    MAX_MAGNITUDE,
     FeatureSpec,
     LinearModel,
     coefficients,
@@ -58,6 +59,7 @@ from ensayo.bandits.scoring import (
 )
 
 __all__ = [
+    "MAX_MAGNITUDE",
     # experiment allocation
     "ArmStats",
     "BanditAlgorithm",

@@ -18,6 +18,7 @@ from ensayo.errors import InvalidArgument
 
 __all__ = [
     "BIAS",
+    "MAX_MAGNITUDE",
     "FeatureSpec",
     "LinearModel",
     "coefficients",
@@ -35,6 +36,10 @@ __all__ = [
 
 BIAS = "bias"
 """The reserved feature name of the constant-1 intercept."""
+MAX_MAGNITUDE = 1e9
+"""The largest |value| of a numeric feature (and of a reward that updates a model): far past
+any sensible feature or reward, and far enough from float overflow that the model's running
+sums and its scores stay finite whatever a caller sends."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -303,16 +308,18 @@ def _as_text(value: object) -> str:
 
 
 def _number(source: str, name: str, value: object) -> float:
-    """``value`` as a finite float; ``InvalidArgument`` on ``<source>.<name>`` otherwise."""
-    if type(value) is float and math.isfinite(value):  # the usual case, checked first
+    """``value`` as a float within ±MAX_MAGNITUDE; ``InvalidArgument`` on ``<source>.<name>``."""
+    if type(value) is float and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # the usual case
         return value
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
         number = float(value)
-        if math.isfinite(number):
+        if -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE:  # false for nan and infinities too
             return number
-    raise InvalidArgument(f"{source}.{name}", f"must be a finite number, got {value!r}")
+    raise InvalidArgument(
+        f"{source}.{name}", f"must be a number within ±{MAX_MAGNITUDE:g}, got {value!r}"
+    )
 
 
 def featurize(

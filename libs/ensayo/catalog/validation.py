@@ -35,6 +35,7 @@ _MAX_NAME = 200
 _MAX_TEXT = 10_000
 _MAX_UNIT_ID = 512
 _MAX_EVENT_NAME = 128
+_MAX_SCORE_FACTOR = 1e9  # an action's value and weight: products of scores stay finite
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,13 @@ def _share(p: _Problems, path: str, value: float) -> None:
 def _text(p: _Problems, path: str, value: str, limit: int) -> None:
     if len(value) > limit:
         p.add(path, f"must be at most {limit} characters")
+
+
+def _label(p: _Problems, path: str, value: str) -> None:
+    """A channel or placement: plain text (stored contacts are split on a control byte)."""
+    _text(p, path, value, _MAX_NAME)
+    if any(c < " " or c == "\x7f" for c in value):
+        p.add(path, "must not contain control characters")
 
 
 def _experiment(p: _Problems, e: Experiment, known: Known) -> None:
@@ -209,12 +217,15 @@ def _action(p: _Problems, a: Action, _known: Known) -> None:
     _text(p, "name", a.name, _MAX_NAME)
     if not a.channel:
         p.add("channel", "required")
-    _text(p, "channel", a.channel, _MAX_NAME)
+    _label(p, "channel", a.channel)
     for i, placement in enumerate(a.placements):
         if not placement:
             p.add(f"placements[{i}]", "must not be empty")
-    _finite_nonneg(p, "value", a.value)
-    _finite_nonneg(p, "weight", a.weight)
+        _label(p, f"placements[{i}]", placement)
+    for path, number in (("value", a.value), ("weight", a.weight)):
+        _finite_nonneg(p, path, number)
+        if number > _MAX_SCORE_FACTOR:
+            p.add(path, f"must be at most {_MAX_SCORE_FACTOR:g}")
     p.condition("eligibility", a.eligibility)
     for i, exclusion in enumerate(a.exclusions):
         if not exclusion:
@@ -225,6 +236,7 @@ def _action(p: _Problems, a: Action, _known: Known) -> None:
 
 
 def _contact_policy(p: _Problems, c: ContactPolicy, known: Known) -> None:
+    _label(p, "channel", c.channel)
     if c.max_contacts < 0:
         p.add("max_contacts", "must be >= 0")
     if not math.isfinite(c.window_s) or c.window_s <= 0:

@@ -8,7 +8,6 @@ returned action's propensity is the policy's real probability. See ``docs/decisi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ensayo.bandits import (
+    MAX_MAGNITUDE,
     BetaParams,
     ExplorationPolicy,
     ExplorationSpec,
@@ -94,8 +94,10 @@ def _check_common(channel: str, max_actions: int, context: Mapping[str, float]) 
     for key, value in context.items():
         if not key:
             raise InvalidArgument("context", "keys must be non-empty")
-        if not math.isfinite(value):
-            raise InvalidArgument(f"context[{key!r}]", "must be finite")
+        if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # false for nan too
+            raise InvalidArgument(
+                f"context[{key!r}]", f"must be finite, within ±{MAX_MAGNITUDE:g}"
+            )
         if key.startswith(LEVER_PREFIX) and value < 0:
             raise InvalidArgument(f"context[{key!r}]", "a lever must be >= 0")
 

@@ -52,7 +52,9 @@ class CandidatePolicy(StrEnum):
 class LoggedDecision:
     """What off-policy evaluation needs of one ``$decision`` event.
 
-    ``chosen`` pairs each returned action with its logged propensity, best first.
+    ``chosen`` pairs each returned action with its logged propensity, best first. ``slots``
+    is how many actions the decision could return: ``max_actions``, or fewer when a
+    channel-wide contact policy had fewer left (a target policy gets the same number).
     """
 
     decision_id: str
@@ -61,6 +63,12 @@ class LoggedDecision:
     context: Mapping[str, float] = field(default_factory=dict)
     max_actions: int = 1
     holdout: bool = False
+    slots: int | None = None  # None: as many as max_actions (logs written before slots were)
+
+    @property
+    def returnable(self) -> int:
+        """At most this many actions: the slots left, within ``max_actions``."""
+        return self.max_actions if self.slots is None else min(self.max_actions, self.slots)
 
 
 def parse_decision(event: Mapping[str, object]) -> LoggedDecision:
@@ -88,6 +96,7 @@ def parse_decision(event: Mapping[str, object]) -> LoggedDecision:
         pairs.append((str(item.get("action_key", "")), float(propensity)))
     context = props.get("context")
     max_actions = props.get("max_actions", len(pairs) or 1)
+    slots = props.get("slots")
     return LoggedDecision(
         decision_id=decision_id,
         candidates=tuple(str(c) for c in candidates),
@@ -95,6 +104,7 @@ def parse_decision(event: Mapping[str, object]) -> LoggedDecision:
         context=dict(context) if isinstance(context, Mapping) else {},
         max_actions=int(max_actions) if isinstance(max_actions, int | float) else 1,
         holdout=bool(props.get("holdout", False)),
+        slots=int(slots) if isinstance(slots, int | float) else None,
     )
 
 
@@ -147,7 +157,7 @@ def target_probabilities(
     if not decision.candidates:
         return {}
     priorities, rate, multiplier = _terms(decision, actions, rates, default_rate, levers)
-    m = max(decision.max_actions, 1)
+    m = max(decision.returnable, 1)
     if policy is CandidatePolicy.RANDOM:
         values = tier_inclusion(_UNIFORM, priorities, np.zeros(multiplier.size), m)
     elif policy is CandidatePolicy.VALUE_ONLY:
@@ -227,7 +237,7 @@ def build_arrays(
             continue
         used += 1
         lever_keys = tuple(decision.context.get(LEVER_PREFIX + k) for k in decision.candidates)
-        memo_key = (decision.candidates, decision.max_actions, lever_keys)
+        memo_key = (decision.candidates, decision.returnable, lever_keys)
         if policy is CandidatePolicy.LOGGED or memo_key not in memo:
             target = target_probabilities(
                 policy, decision, catalog, rates, default_rate=default_rate, levers=levers

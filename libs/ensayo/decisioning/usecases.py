@@ -8,9 +8,8 @@ when a concurrent decision changed the unit's state), and logs delivered decisio
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -18,7 +17,7 @@ import numpy as np
 import structlog
 from numpy.typing import NDArray
 
-from ensayo.bandits import ScoreSampler, featurize
+from ensayo.bandits import MAX_MAGNITUDE, ScoreSampler, featurize
 from ensayo.catalog.model import ContactPolicy, JsonObject, Snapshot
 from ensayo.catalog.ports import Clock
 from ensayo.decisioning import engine
@@ -253,6 +252,10 @@ class DecisioningUseCases:
             if index is not None:
                 remaining[index] = budget
         for start in range(0, len(request.units), CHUNK_UNITS):
+            if (
+                start
+            ):  # a long stream: contacts are stamped, and liveness judged, at the chunk's time
+                frame = _at(frame, self._clock())
             units = request.units[start : start + CHUNK_UNITS]
             decisions, remaining = self._decide_chunk(frame, units, start, remaining)
             yield from decisions
@@ -327,7 +330,7 @@ class DecisioningUseCases:
                 frame.actions, frame.available, unit.attributes, stages[r] if stages else None
             )
         features = self._features(frame, units, offset) if self._linear else None
-        initial = ContactState((False,) * frame.watched.size, request.max_actions)
+        initial = _open_state(frame)
         states = [initial] * n
         if frame.policies and self._last_states:
             guess = self._last_states.get
@@ -379,7 +382,7 @@ class DecisioningUseCases:
                 return remaining
             replies = self._contact(frame, chunk, pending)
             if replies is None:  # fail-open: Redis is down, decide without caps
-                return remaining
+                return self._uncapped(frame, chunk, pending, remaining)
             retry = []
             for r, reply in zip(pending, replies, strict=True):
                 chunk.counts[r] = reply.counts
@@ -393,6 +396,22 @@ class DecisioningUseCases:
             if not pending:
                 return remaining
         raise DependencyUnavailable("redis", "contact counters kept changing; retry the call")
+
+    def _uncapped(
+        self,
+        frame: _Frame,
+        chunk: _Chunk,
+        pending: list[int],
+        remaining: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """Choose again, as if nothing were capped, for units chosen under a remembered state."""
+        open_state = _open_state(frame)
+        guessed = [r for r in pending if chunk.states[r] != open_state]
+        for r in guessed:
+            remaining[chunk.choices[r].indices] += 1  # its budget goes back
+            chunk.states[r] = open_state
+            chunk.choices[r] = Choice.empty()
+        return self._choose(frame, chunk, guessed, remaining) if guessed else remaining
 
     def _remember(self, frame: _Frame, unit_id: str, state: ContactState) -> None:
         """Keep a capped state as the unit's next first guess; forget an open one."""
@@ -611,6 +630,7 @@ class DecisioningUseCases:
                         "holdout": decision.holdout,
                         "holdout_key": decision.holdout_key,
                         "max_actions": request.max_actions,
+                        "slots": chunk.states[r].slots,
                         "model": self.settings.model.value,
                         "exploration": self.settings.exploration.policy.value,
                         "propensity_exact": bool(chunk.choices[r].exact),
@@ -627,6 +647,18 @@ class DecisioningUseCases:
             _log.warning("decisions_not_logged", error=str(exc), decisions=len(decisions))
 
 
+def _at(frame: _Frame, now: datetime) -> _Frame:
+    """``frame`` at ``now``: the same snapshot and models, availability judged again."""
+    request = frame.request
+    available, reasons = frame.actions.available(request.placement, now, reasons=request.explain)
+    return replace(frame, now=now, available=available, reasons=reasons)
+
+
+def _open_state(frame: _Frame) -> ContactState:
+    """Nothing capped, every slot free: the first guess for a unit not seen capped."""
+    return ContactState((False,) * frame.watched.size, frame.request.max_actions)
+
+
 def _validate_outcome(outcome: Outcome) -> None:
     if not outcome.decision_id:
         raise InvalidArgument("decision_id", "required")
@@ -636,5 +668,5 @@ def _validate_outcome(outcome: Outcome) -> None:
         raise InvalidArgument("event_id", "required")
     if len(outcome.event_id) > _MAX_EVENT_ID:
         raise InvalidArgument("event_id", f"must be at most {_MAX_EVENT_ID} characters")
-    if not math.isfinite(outcome.reward):
-        raise InvalidArgument("reward", "must be finite")
+    if not -MAX_MAGNITUDE <= outcome.reward <= MAX_MAGNITUDE:  # false for nan too
+        raise InvalidArgument("reward", f"must be finite, within ±{MAX_MAGNITUDE:g}")

@@ -194,6 +194,25 @@ class TestOtherDefinitions:
         } <= fields
         assert any(f.startswith("action.eligibility") for f in fields)
 
+    def test_channels_and_placements_are_plain_text(self) -> None:
+        """A control character in a channel or placement is refused (stored contacts are
+        split on 0x1F: such a channel escaped its caps), and value and weight are bounded."""
+        with pytest.raises(InvalidArgument) as info:
+            validate(
+                Action("a", channel="e\x1fmail", placements=("top\n",), value=1e10, weight=2e9),
+                "action",
+            )
+        assert {
+            "action.channel",
+            "action.placements[0]",
+            "action.value",
+            "action.weight",
+        } <= _fields(info.value)
+        with pytest.raises(InvalidArgument) as info:
+            validate(ContactPolicy("p", channel="sms\x1f", max_contacts=1, window_s=60), "policy")
+        assert "policy.channel" in _fields(info.value)
+        validate(Action("a", channel="e-mail.EU 2", value=1e9, weight=1e9), "action")
+
     def test_contact_policy_rules(self) -> None:
         """Caps need a positive window, a non-negative max and an existing action."""
         with pytest.raises(InvalidArgument) as info:

@@ -128,6 +128,29 @@ class TestTargets:
         )
         assert tilted == pytest.approx({"a": 1.0, "b": 0.0, "c": 1.0})
 
+    def test_targets_get_the_slots_the_decision_had(self) -> None:
+        """A channel-wide cap left one slot of max_actions=2: a target policy is evaluated
+        with one slot too (it was given two), read from the log's ``slots``."""
+        catalog = {k: Action(k) for k in ("a", "b")}
+        event = {
+            "decision_id": "d",
+            "properties": {
+                "candidates": ["a", "b"],
+                "chosen": [{"action_key": "a", "propensity": 0.5}],
+                "max_actions": 2,
+                "slots": 1,
+            },
+        }
+        decision = parse_decision(event)
+        assert (decision.max_actions, decision.slots, decision.returnable) == (2, 1, 1)
+        rates = {"a": 0.5, "b": 0.5}
+        uniform = target_probabilities(CandidatePolicy.RANDOM, decision, catalog, rates)
+        assert uniform == pytest.approx({"a": 0.5, "b": 0.5})
+        arrays = build_arrays([event], [], CandidatePolicy.RANDOM, list(catalog.values()), rates)
+        assert arrays.target_expected_rewards.tolist() == pytest.approx([0.5])
+        del event["properties"]["slots"]  # logs written before slots were: max_actions
+        assert parse_decision(event).returnable == 2
+
     def test_beta_rates_from_model_params(self) -> None:
         """The Beta snapshot's rate is (alpha0 + s) / (alpha0 + beta0 + s + f)."""
         rates = beta_rates(ModelParams(beta={"a": (3.0, 1.0)}), prior=(1.0, 1.0))

@@ -16,6 +16,7 @@ from ensayo.decisioning.model import (
     Outcome,
     Subject,
 )
+from ensayo.decisioning.usecases import CHUNK_UNITS
 from ensayo.errors import DependencyUnavailable, FailedPrecondition, InvalidArgument, NotFound
 from ensayo.events.model import DECISION, OUTCOME
 from ensayo.hashing import hash_v2
@@ -263,6 +264,52 @@ class TestContactPolicies:
         assert [a.action_key for a in _decide(w, max_actions=2).actions] == ["a0"]
         assert w.contacts.calls == calls + 3  # no guess for max_actions=2 yet
 
+    def test_fail_open_ignores_remembered_caps(self) -> None:
+        """Redis down and fail-open: a replica that remembers the unit capped answers as one
+        that does not, uncapped, with an explanation that says so (found in review)."""
+        policy = ContactPolicy("daily", channel="email", max_contacts=1, window_s=86_400)
+        settings = DecisioningSettings(
+            exploration=GREEDY.exploration, on_redis_down=FailureMode.OPEN
+        )
+        snap = snapshot(actions(3), (policy,))
+        warm = world(snap, settings)
+        assert [a.action_key for a in _decide(warm).actions] == ["a2"]
+        assert _decide(warm).actions == ()  # capped, and now remembered
+        cold = world(snap, settings, contacts=warm.contacts, decisions=warm.decisions)
+        warm.contacts.down = True
+        answers = [_decide(w, explain=True) for w in (warm, cold)]
+        assert [[a.action_key for a in d.actions] for d in answers] == [["a2"], ["a2"]]
+        assert answers[0].explanation is not None
+        assert answers[0].explanation["slots"] == 1
+
+    def test_the_decision_log_has_the_slots_left(self) -> None:
+        """``$decision`` logs the slots a channel-wide cap left, for off-policy evaluation."""
+        policy = ContactPolicy("three", channel="email", max_contacts=3, window_s=86_400)
+        w = world(snapshot(actions(3), (policy,)))
+        assert len(_decide(w, max_actions=2).actions) == 2
+        assert len(_decide(w, max_actions=2).actions) == 1
+        logged = [(e.properties["max_actions"], e.properties["slots"]) for e in w.events.events]
+        assert logged == [(2, 2), (2, 1)]
+
+    def test_bounds_keep_the_model_finite(self) -> None:
+        """Numbers past ±1e9 are refused where they enter, naming the field: a lever, a
+        feature attribute, a reward (a reward of 1e308 once overflowed everyone's model)."""
+        linear = DecisioningSettings(
+            model=ModelKind.LINEAR, features=FeatureSpec(("bias", "spend"))
+        )
+        w = world(snapshot(actions(3)), linear)
+        with pytest.raises(InvalidArgument, match=r"context\['lever.a2'\]"):
+            _decide(w, context={"lever.a2": 1e308})
+        with pytest.raises(InvalidArgument, match=r"attributes.spend"):
+            _decide(w, attributes={"spend": 1e200})
+        decision = _decide(w, attributes={"spend": 1e9})
+        key = decision.actions[0].action_key
+        with pytest.raises(InvalidArgument, match="reward"):
+            w.usecases.report_outcome(Outcome(decision.decision_id, key, 1e308, "e1"))
+        assert not w.usecases.report_outcome(
+            Outcome(decision.decision_id, key, -1e9, "e2")
+        ).duplicate
+
 
 class TestBatch:
     def test_batch_equals_decide_per_unit(self) -> None:
@@ -281,6 +328,20 @@ class TestBatch:
         assert [e.properties for e in many.events.events] == [
             e.properties for e in one.events.events
         ]
+
+    def test_each_chunk_is_decided_at_its_own_time(self) -> None:
+        """A slow stream: a later chunk's contacts are stamped when it is decided, so a
+        rolling-window cap holds in real time (they carried the stream's start time)."""
+        policy = ContactPolicy("hourly", channel="email", max_contacts=1, window_s=3600)
+        w = world(snapshot(actions(2), (policy,)))
+        units = (*(Subject(f"f{i}") for i in range(CHUNK_UNITS)), Subject("late"))
+        stream = w.usecases.decide_batch(BatchQuery(units, "email"))
+        for _ in range(CHUNK_UNITS):
+            next(stream)
+        w.clock.advance(3000)
+        assert next(stream).actions  # the second chunk, 3,000 s after the first
+        w.clock.advance(601)  # an hour after the stream began, 601 s after this delivery
+        assert _decide(w, unit="late").actions == ()
 
     def test_budgets_are_respected(self) -> None:
         """No action is given to more units than its budget; the rest go elsewhere."""
