@@ -13,6 +13,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from ensayo.analysis.model import (
     CandidatePolicy,
@@ -274,6 +275,14 @@ def plan_from_pb(request: pb.PlanSampleSizeRequest) -> dict[str, Any]:
     }
 
 
+def _time_us(timestamp: Timestamp, field: str) -> int:
+    """Microseconds since the epoch of a request's timestamp; out of range names ``field``."""
+    try:
+        return time_us(timestamp.ToDatetime(tzinfo=UTC))
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(field, "out of range") from exc
+
+
 def policy_request_from_pb(request: pb.EvaluatePolicyRequest, now: datetime) -> PolicyRequest:
     """The evaluation's options: the window defaults to everything logged until ``now``."""
     try:
@@ -282,12 +291,10 @@ def policy_request_from_pb(request: pb.EvaluatePolicyRequest, now: datetime) -> 
         choices = ", ".join(p.value for p in CandidatePolicy)
         raise InvalidArgument("policy", f"must be one of {choices}") from exc
     start = (
-        time_us(request.start_time.ToDatetime(tzinfo=UTC))
-        if request.HasField("start_time")
-        else -(2**62)
+        _time_us(request.start_time, "start_time") if request.HasField("start_time") else -(2**62)
     )
     end = (
-        time_us(request.end_time.ToDatetime(tzinfo=UTC))
+        _time_us(request.end_time, "end_time")
         if request.HasField("end_time")
         else time_us(now) + 1
     )

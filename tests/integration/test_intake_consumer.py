@@ -220,6 +220,38 @@ class TestStreamHygiene:
         assert client.xlen(DEAD_LETTER_KEY) == 3
         assert client.xpending(STREAM_KEY, "analysis")["pending"] == 0
 
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            b'{"event_id":"p","unit_id":"u","name":"n","time":"2025-01-01T00:00:00+00:00",'
+            b'"experiment_version":1e999}',  # OverflowError on the way to an int
+            b"[" * 100_000,  # RecursionError in the JSON decoder
+        ],
+        ids=["overflow", "deep"],
+    )
+    def test_json_that_breaks_the_decoder_is_dead_lettered(self, client, store, payload) -> None:
+        """Valid JSON whose decoding raises something other than ValueError no longer stalls
+        the consumer on its own pending entries (found in review)."""
+        client.xadd(STREAM_KEY, {"e": payload})
+        RedisEventLog(client).append(_events(3))
+        _consumer(client, store, "a").drain()
+        assert sorted(store.event_ids()) == ["e0", "e1", "e2"]
+        assert client.xlen(DEAD_LETTER_KEY) == 1
+        assert client.xpending(STREAM_KEY, "analysis")["pending"] == 0
+
+    def test_a_payload_with_a_raw_newline_is_read_natively(self, client, store) -> None:
+        """Pretty-printed JSON from another writer: the packed read cannot carry it, so the
+        entry is read again with XRANGE and stored like any other (it stalled the batch)."""
+        client.xadd(
+            STREAM_KEY,
+            {"e": b'{"event_id":"p",\n"unit_id":"u","name":"n","time":"2025-01-01T00:00:00Z"}'},
+        )
+        RedisEventLog(client).append(_events(3))
+        _consumer(client, store, "a").drain()
+        assert sorted(store.event_ids()) == ["e0", "e1", "e2", "p"]
+        assert client.xlen(DEAD_LETTER_KEY) == 0
+        assert client.xpending(STREAM_KEY, "analysis")["pending"] == 0
+
     def test_an_event_the_database_refuses_is_isolated(self, client, store) -> None:
         """One bad row (a key too long for PostgreSQL) goes aside; its batch is stored."""
         events = _events(20)

@@ -1,19 +1,24 @@
-"""LuaScript on real Redis: replies, error replies, NOSCRIPT, stale connections, outages."""
+"""LuaScript and redis_errors on real Redis: replies, errors, NOSCRIPT, stale sockets, outages."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 import redis
 
 from ensayo.errors import DependencyUnavailable
+from ensayo.events.model import DECISION, Event
+from ensayo.events.shipper import EventShipper
 from ensayo.state.client import LuaScript, bulk, bulks, connect, redis_errors
+from ensayo.state.events import STREAM_KEY, RedisEventLog
 from tests.conftest import RedisServer
 
 # Counts its runs in KEYS[1] and answers "<runs>:<ARGV[1]>": a second run would show.
 _COUNT = "local n = redis.call('INCR', KEYS[1]) return n .. ':' .. ARGV[1]"
 _FAIL = "return redis.error_reply('ERR no such luck')"
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def _args(key: str, arg: bytes) -> tuple[int, bytes]:
@@ -95,3 +100,39 @@ class TestStaleConnections:
             script.call(*_args("n", b"300000"))
         time.sleep(0.8)  # a repeat, queued behind the first run, would be done by now
         assert connect(redis_url, timeout_s=2.0).get("n") == b"2"
+
+
+class TestWriteRefusals:
+    """A Redis that answers but refuses writes (out of memory, a read-only replica after a
+    failover) is UNAVAILABLE, so clients retry: it used to surface as INTERNAL, and the
+    decision-log shipper dropped its batch as if it were a bug (found in review)."""
+
+    def test_out_of_memory_is_unavailable_and_the_shipper_keeps_its_events(
+        self, own_redis: RedisServer
+    ) -> None:
+        client = connect(own_redis.url)
+        log = RedisEventLog(client)
+        shipper = EventShipper(log, retry_s=0.05)
+        try:
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", "1")
+            with pytest.raises(DependencyUnavailable, match="maxmemory"):
+                log.append([Event("e1", "u", "n", T0)])
+            shipper.submit([Event("d1", "u", DECISION, T0)])
+            assert not shipper.flush(0.5)  # still waiting, not dropped
+            client.config_set("maxmemory", "0")
+            assert shipper.flush(5.0)
+            assert shipper.dropped == 0
+            assert client.xlen(STREAM_KEY) == 1
+        finally:
+            client.config_set("maxmemory", "0")
+            shipper.close(1.0)
+
+    def test_a_read_only_replica_is_unavailable(self, own_redis: RedisServer) -> None:
+        client = connect(own_redis.url)
+        client.execute_command("REPLICAOF", "127.0.0.1", "1")  # a master that is not there
+        try:
+            with pytest.raises(DependencyUnavailable), redis_errors():
+                client.set("k", "v")
+        finally:
+            client.execute_command("REPLICAOF", "NO", "ONE")

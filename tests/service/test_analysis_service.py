@@ -225,6 +225,21 @@ class TestPlanSampleSize:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error.details().startswith("minimum_detectable_effect")
 
+    def test_an_effect_too_small_to_plan_is_invalid(self, env) -> None:
+        """A plan beyond int64 units, or an effect that underflows, names the effect (both
+        were INTERNAL; found in review)."""
+        stub = pb_grpc.AnalysisServiceStub(env[0])
+        for baseline, mde in ((1.0, 1e-10), (1e-300, 1e-300)):
+            request = pb.PlanSampleSizeRequest(
+                metric_kind=defs.METRIC_KIND_MEAN,
+                baseline_mean=baseline,
+                baseline_variance=1.0,
+                minimum_detectable_effect=mde,
+            )
+            error = _error(lambda r=request: stub.PlanSampleSize(r))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error.details().startswith("minimum_detectable_effect: too small")
+
 
 class TestEvaluatePolicy:
     def _log(self, n: int = 400, seed: int = 5):
@@ -326,6 +341,12 @@ class TestEvaluatePolicy:
         assert bad.details().startswith("policy")
         missing = _error(lambda: stub.EvaluatePolicy(pb.EvaluatePolicyRequest(policy="random")))
         assert missing.details().startswith("channel")
+        for field in ("start_time", "end_time"):  # outside Timestamp's range: was INTERNAL
+            request = pb.EvaluatePolicyRequest(policy="random", channel="email")
+            getattr(request, field).seconds = -(10**15)
+            error = _error(lambda r=request: stub.EvaluatePolicy(r))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error.details().startswith(f"{field}: out of range")
 
     def test_no_decisions_is_explained(self, env) -> None:
         """An empty window answers with a warning, not an error."""

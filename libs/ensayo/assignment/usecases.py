@@ -60,9 +60,14 @@ _DEGRADED_LOG_EVERY_S = 60.0
 
 
 def check_unit_id(unit_id: str, field: str = "unit.id") -> None:
-    """Raise ``InvalidArgument`` naming ``field`` unless the id has 1 to 512 characters."""
+    """Raise ``InvalidArgument`` naming ``field`` unless the id has 1 to 512 characters, no NUL.
+
+    (A NUL would reach ``$exposure`` events, which the SQL store cannot hold.)
+    """
     if not 1 <= len(unit_id) <= MAX_UNIT_ID_CHARS:
         raise InvalidArgument(field, f"must have 1 to {MAX_UNIT_ID_CHARS} characters")
+    if "\x00" in unit_id:
+        raise InvalidArgument(field, "must not contain NUL characters")
 
 
 def check_unit_ids(unit_ids: Sequence[str], field: str = "unit_ids") -> None:

@@ -82,6 +82,8 @@ def _check_unit(unit: Subject, path: str) -> None:
         raise InvalidArgument(f"{path}.id", "required")
     if len(unit.id) > MAX_UNIT_ID:
         raise InvalidArgument(f"{path}.id", f"must be at most {MAX_UNIT_ID} characters")
+    if "\x00" in unit.id:  # logged in $decision, which SQL (PostgreSQL) could not store
+        raise InvalidArgument(f"{path}.id", "must not contain NUL characters")
 
 
 def _check_common(channel: str, max_actions: int, context: Mapping[str, float]) -> None:

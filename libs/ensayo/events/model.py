@@ -6,6 +6,7 @@ Validation and reserved names (``$exposure``, ``$decision``, ``$outcome``) live 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -58,6 +59,35 @@ def exposure_id(experiment_key: str, experiment_version: int, unit_id: str) -> s
     return f"{EXPOSURE}:{experiment_key}:{experiment_version}:{unit_id}"
 
 
+_NUL_REASON = "must not contain NUL characters (the SQL store cannot hold them)"
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether a JSON-like value has a NUL in any string or key (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any("\x00" in str(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
+def _check_nul(event: Event, bad: Callable[[str, str], None]) -> None:
+    for name, value in (
+        ("event_id", event.event_id),
+        ("unit_id", event.unit_id),
+        ("name", event.name),
+        ("experiment_key", event.experiment_key),
+        ("variant_key", event.variant_key),
+        ("decision_id", event.decision_id),
+    ):
+        if "\x00" in value:
+            bad(name, _NUL_REASON)
+    if event.properties and _holds_nul(event.properties):
+        bad("properties", _NUL_REASON)
+
+
 def _check(event: Event, path: str, now: datetime, out: list[FieldViolation]) -> None:
     def bad(name: str, reason: str) -> None:
         out.append(FieldViolation(f"{path}.{name}", reason))
@@ -71,6 +101,7 @@ def _check(event: Event, path: str, now: datetime, out: list[FieldViolation]) ->
             bad(name, "required")
         elif len(value) > limit:
             bad(name, f"must be at most {limit} characters")
+    _check_nul(event, bad)
     if not math.isfinite(event.value):
         bad("value", "must be finite")
     if not 0 <= event.probability <= 1:
@@ -109,6 +140,9 @@ def validate_events(events: list[Event], now: datetime, root: str = "events") ->
             and event.time <= latest
             and event.experiment_version >= 0
             and (name != EXPOSURE or (event.experiment_key and event.variant_key))
+            and "\x00" not in f"{event_id}{unit_id}{name}{event.experiment_key}"
+            and "\x00" not in f"{event.variant_key}{event.decision_id}"
+            and (not event.properties or not _holds_nul(event.properties))
         ):
             break
         first_bad += 1

@@ -31,12 +31,25 @@ def connect(url: str, *, timeout_s: float = 1.0) -> redis.Redis:
     )
 
 
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    # Refusals that pass: out of memory, a replica that became read-only in a failover, ...
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+
+
 @contextmanager
 def redis_errors() -> Iterator[None]:
-    """Turn connection-level Redis failures into DependencyUnavailable."""
+    """Turn Redis failures that a retry may outlive into DependencyUnavailable (UNAVAILABLE)."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+    except _UNAVAILABLE as exc:
         raise DependencyUnavailable("redis", str(exc) or type(exc).__name__) from exc
 
 

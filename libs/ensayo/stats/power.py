@@ -16,6 +16,9 @@ from ensayo.stats.model import MetricKind, SampleSizePlan
 
 __all__ = ["sample_size"]
 
+_MAX_UNITS = float(2**63 - 1)
+"""The most units a plan may ask for (the response's int64 fields)."""
+
 
 def _check_open_unit(field: str, value: float) -> None:
     if not 0.0 < value < 1.0:  # also rejects NaN
@@ -80,7 +83,14 @@ def sample_size(
     delta = baseline_mean * minimum_detectable_effect
     alpha_each = alpha / (variants - 1)
     z_sum = float(sps.norm.ppf(1.0 - alpha_each / 2.0) + sps.norm.ppf(power))
-    per_variant = math.ceil(z_sum * z_sum * spread / (delta * delta) - 1e-9)
+    squared = delta * delta
+    needed = z_sum * z_sum * spread / squared if squared > 0 else math.inf
+    if not needed * variants < _MAX_UNITS:  # an effect so small the plan is meaningless
+        raise InvalidArgument(
+            "minimum_detectable_effect",
+            f"too small to plan for: it needs more than {_MAX_UNITS:.3g} units",
+        )
+    per_variant = math.ceil(needed - 1e-9)
     per_variant = max(per_variant, 2)
     return SampleSizePlan(
         units_per_variant=per_variant,

@@ -11,6 +11,7 @@ from ensayo.errors import InvalidArgument
 from ensayo.events.model import EXPOSURE, Event, validate_events
 
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
+_NUL = "must not contain NUL characters (the SQL store cannot hold them)"
 
 
 def _ok(i: int) -> Event:
@@ -36,6 +37,12 @@ BAD = [
     (Event("e", "u", "n", NOW, experiment_version=-1), "experiment_version", "must be >= 0"),
     (Event("e", "u", EXPOSURE, NOW, variant_key="b"), "experiment_key", "required for $exposure"),
     (Event("e", "u", EXPOSURE, NOW, experiment_key="x"), "variant_key", "required for $exposure"),
+    # NUL: accepted and then refused by PostgreSQL, so the event was lost (found in review)
+    (Event("e", "user\x0042", "n", NOW), "unit_id", _NUL),
+    (Event("e\x00", "u", "n", NOW), "event_id", _NUL),
+    (Event("e", "u", "n", NOW, decision_id="d\x00"), "decision_id", _NUL),
+    (Event("e", "u", "n", NOW, properties={"a": [{"b": "x\x00"}]}), "properties", _NUL),
+    (Event("e", "u", "n", NOW, properties={"k\x00": 1}), "properties", _NUL),
 ]
 
 

@@ -137,9 +137,10 @@ class TestAssign:
         rig.assign("u1")
         assert rig.sticky.calls == 1 and set(rig.sticky.data["u1"]) == {"s1", "s2"}
 
-    @pytest.mark.parametrize("bad", ["", "x" * 513])
+    @pytest.mark.parametrize("bad", ["", "x" * 513, "user\x0042"])
     def test_unit_id_is_validated(self, rig, bad) -> None:
-        """An id outside 1..512 characters is INVALID_ARGUMENT naming unit.id."""
+        """An id outside 1..512 characters, or holding a NUL (its $exposure could not be
+        stored in PostgreSQL), is INVALID_ARGUMENT naming unit.id."""
         with pytest.raises(InvalidArgument) as err:
             rig.assign(bad)
         assert err.value.field == "unit.id"

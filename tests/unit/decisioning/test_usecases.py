@@ -291,6 +291,13 @@ class TestContactPolicies:
         logged = [(e.properties["max_actions"], e.properties["slots"]) for e in w.events.events]
         assert logged == [(2, 2), (2, 1)]
 
+    def test_a_unit_id_with_a_nul_is_refused(self) -> None:
+        """Its $decision could not be stored in PostgreSQL: INVALID_ARGUMENT on unit.id."""
+        w = world(snapshot(actions(1)))
+        with pytest.raises(InvalidArgument) as info:
+            _decide(w, unit="user\x0042")
+        assert info.value.field == "unit.id"
+
     def test_bounds_keep_the_model_finite(self) -> None:
         """Numbers past ±1e9 are refused where they enter, naming the field: a lever, a
         feature attribute, a reward (a reward of 1e308 once overflowed everyone's model)."""
