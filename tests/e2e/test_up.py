@@ -167,9 +167,12 @@ class TestEnsayoUp:
             )
             try:
                 assert process.stdout is not None
+                lines = []
                 for line in process.stdout:
+                    lines.append(line)
                     if line.strip().startswith("logs"):
                         break
+                assert any("Ensayo is up" in line for line in lines), "".join(lines)
                 if round_ == 0:
                     assert _cli(env, "apply", "-f", "examples/checkout.yaml").returncode == 0
                 else:
