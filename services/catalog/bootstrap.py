@@ -49,8 +49,12 @@ def build(config: ServerConfig, *, republish_period_s: float = REPUBLISH_PERIOD_
 
     def republish_loop() -> None:
         # Catches the data plane up after Redis was down or flushed; publishing is idempotent.
+        # Nothing may end the loop: a database blip (OperationalError) once stopped it for good.
         while not stop.wait(republish_period_s):
-            usecases.republish()
+            try:
+                usecases.republish()
+            except Exception:  # noqa: BLE001 - logged; the next period tries again
+                _log.exception("snapshot_republish_error")
 
     usecases.republish()
     thread = threading.Thread(target=republish_loop, name="republish", daemon=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import grpc
+from sqlalchemy.exc import OperationalError
 
 from ensayo.state.client import connect
 from ensayo.state.snapshots import RedisSnapshotSource
@@ -52,6 +53,36 @@ class TestRestart:
             snapshot = source.fetch()
             assert snapshot is not None
             assert [layer.key for layer in snapshot.layers] == ["l"]
+        finally:
+            catalog.close()
+
+    def test_a_database_error_does_not_stop_the_republishing(self, sqlite_url, redis_url) -> None:
+        """An unexpected error while republishing (a database blip: OperationalError) is
+        logged and the loop goes on; it used to end the republish thread for good."""
+        config = loopback_config(
+            "catalog", ENSAYO_DATABASE_URL=sqlite_url, ENSAYO_REDIS_URL=redis_url
+        )
+        catalog = bootstrap.build(config, republish_period_s=0.05)
+        repo = catalog.usecases._repo
+        healthy, failures = repo.snapshot, []
+
+        def flaky(now):
+            if len(failures) < 2:
+                failures.append(now)
+                raise OperationalError("SELECT", {}, Exception("database is restarting"))
+            return healthy(now)
+
+        try:
+            catalog.usecases.apply(bootstrap_layer(), None, "local", "layer")
+            repo.snapshot = flaky
+            client = connect(redis_url)
+            client.flushall()
+            source = RedisSnapshotSource(connect(redis_url))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and source.version() < 1:
+                time.sleep(0.05)
+            assert len(failures) == 2
+            assert source.version() >= 1
         finally:
             catalog.close()
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
+from ensayo.catalog import codec
 from ensayo.catalog.holder import SnapshotHolder
 from ensayo.catalog.model import Experiment, Snapshot, Variant
 from ensayo.errors import DependencyUnavailable, FailedPrecondition
 from ensayo.state.client import connect
-from ensayo.state.snapshots import RedisSnapshotPublisher, RedisSnapshotSource
+from ensayo.state.snapshots import (
+    BODY_KEY,
+    VERSION_KEY,
+    RedisSnapshotPublisher,
+    RedisSnapshotSource,
+)
 
 
 def _snap(version: int) -> Snapshot:
@@ -88,5 +95,26 @@ class TestHolder:
             own_redis.start()  # same port; empty (Redis kept nothing on disk)
             RedisSnapshotPublisher(connect(own_redis.url)).publish(_snap(4))
             assert _wait(lambda: holder.current.version == 4, timeout=15)
+        finally:
+            holder.stop()
+
+    def test_a_snapshot_it_cannot_read_does_not_stop_the_refresher(self, redis_url) -> None:
+        """A body this release cannot decode (a newer catalog's enum in a rolling upgrade)
+        keeps the last snapshot and the refresher alive: the next good one is served (the
+        refresh thread used to die silently, leaving the old snapshot forever)."""
+        client = connect(redis_url)
+        publisher = RedisSnapshotPublisher(client)
+        publisher.publish(_snap(1))
+        holder = SnapshotHolder(RedisSnapshotSource(connect(redis_url)), poll_s=0.1)
+        holder.start()
+        try:
+            body = json.loads(codec.dumps(_snap(2)))
+            body["experiments"][0]["state"] = "archived"  # no such state in this release
+            client.set(BODY_KEY, json.dumps(body))
+            client.set(VERSION_KEY, 2)
+            time.sleep(0.5)
+            assert holder.current.version == 1
+            publisher.publish(_snap(3))
+            assert _wait(lambda: holder.current.version == 3)
         finally:
             holder.stop()

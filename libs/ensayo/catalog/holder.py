@@ -95,8 +95,13 @@ class SnapshotHolder:
                 self._source.wait_for_change(self._poll_s)
                 self.refresh()
                 failures = 0
-            except DependencyUnavailable as exc:
+            except Exception as exc:  # noqa: BLE001 - the refresher must outlive any error
+                # Redis down (DependencyUnavailable), or a body this release cannot read (an
+                # unknown enum during a rolling upgrade): keep serving the last snapshot and
+                # keep trying. Anything but an outage is logged with its traceback, once.
                 failures += 1
-                if failures == 1:
+                if failures == 1 and isinstance(exc, DependencyUnavailable):
                     _log.warning("snapshot_refresh_failed", error=str(exc))
+                elif failures == 1:
+                    _log.exception("snapshot_refresh_error")
                 self._stop.wait(min(self._poll_s * failures, 10.0))
