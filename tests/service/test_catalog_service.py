@@ -295,3 +295,28 @@ class TestAudit:
         versions = [r.version for r in (*page1.records, *page2.records)]
         assert versions == [3, 2, 1]
         assert not page2.next_page_token
+
+
+class TestCliApply:
+    def test_a_refused_document_stops_apply_and_says_what_was_not_applied(
+        self, catalog_server, tmp_path, capsys
+    ) -> None:
+        """`ensayo apply` names the refused document and counts what was and was not
+        applied (it printed only the server's message, so a partial apply went unnoticed)."""
+        from ensayo.cli.main import main
+
+        spec = tmp_path / "defs.yaml"
+        spec.write_text(
+            "kind: Layer\nspec: {key: lay}\n---\n"
+            "kind: Metric\nspec: {key: r, event_name: e, kind: ratio}\n---\n"
+            "kind: Metric\nspec: {key: ok, event_name: e, kind: conversion}\n"
+        )
+        code = main(
+            ["apply", "-f", str(spec), "--catalog", f"127.0.0.1:{catalog_server.port}"], env={}
+        )
+        out, err = capsys.readouterr()
+        assert code == 1
+        assert "layer/lay applied (version 1)" in out  # (the server logs here too)
+        assert "metric/ok applied" not in out
+        assert f"{spec}: document 2 (metric/r): INVALID_ARGUMENT" in err
+        assert "1 applied, 2 not applied" in err

@@ -15,18 +15,19 @@ class TestLoadDocuments:
     def test_example_file_loads_in_dependency_order(self) -> None:
         """The shipped example parses, and layers/holdouts/metrics come before experiments."""
         docs = load_documents(EXAMPLE.read_text(), "checkout.yaml")
-        kinds = [kind for kind, _, _ in docs]
+        kinds = [doc.kind for doc in docs]
         assert kinds.index("Layer") < kinds.index("Experiment")
         assert kinds.index("Metric") < kinds.index("Experiment")
         assert kinds.index("Action") < kinds.index("ContactPolicy")
-        exp = next(m for k, m, _ in docs if k == "Experiment")
+        exp = next(doc.message for doc in docs if doc.kind == "Experiment")
         assert exp.layer_range.end == 0.5
         assert exp.state == 2  # EXPERIMENT_STATE_RUNNING
 
     def test_expected_version(self) -> None:
         """expected_version travels with its document."""
         (doc,) = load_documents("kind: Layer\nexpected_version: 0\nspec: {key: l}\n", "f")
-        assert doc[2] == 0
+        assert doc.expected_version == 0
+        assert doc.where == "f: document 1"
 
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -39,6 +40,7 @@ class TestLoadDocuments:
                 "kind: Layer\nspec: {key: l}\n---\nkind: Metric\nspec: {key: m, kind: avg}",
                 r"document 2 \(Metric\): kind: invalid value",
             ),
+            ("kind: Layer\nspec: {key: [", r"f: not valid YAML"),  # was a traceback
         ],
     )
     def test_errors_name_document_and_field(self, text: str, message: str) -> None:

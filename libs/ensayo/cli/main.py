@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import yaml
@@ -27,7 +27,7 @@ from ensayo.client.channel import open_channel
 from ensayo.serverkit.config import DEFAULT_ADDRS, SERVICES
 from ensayo.serverkit.protoconv import from_message, to_message
 
-__all__ = ["load_documents", "main"]
+__all__ = ["Document", "load_documents", "main"]
 
 _APPLY_ORDER = list(KINDS)  # dependencies first: layers, holdouts, metrics, actions...
 _SINGULAR = {name.lower(): name for name in KINDS} | {"contact-policy": "ContactPolicy"}
@@ -46,13 +46,26 @@ def _addr(env: Mapping[str, str], service: str) -> str:
     return env.get(f"ENSAYO_{service.upper()}_ADDR") or DEFAULT_ADDRS[service]
 
 
-def load_documents(text: str, source: str) -> list[tuple[str, Any, int | None]]:
-    """Parse YAML documents into ``(kind, message, expected_version)``, dependencies first.
+class Document(NamedTuple):
+    """One YAML document to apply, and where it came from (``file: document 3``)."""
 
-    Raises ValueError naming the document and field of the first problem.
+    kind: str
+    message: Any
+    expected_version: int | None
+    where: str
+
+
+def load_documents(text: str, source: str) -> list[Document]:
+    """Parse YAML documents into :class:`Document` s, dependencies first.
+
+    Raises ValueError naming the document and field of the first problem (or the YAML error).
     """
+    try:
+        parsed = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source}: not valid YAML: {exc}") from exc
     out = []
-    for index, doc in enumerate(yaml.safe_load_all(text)):
+    for index, doc in enumerate(parsed):
         if doc is None:
             continue
         where = f"{source}: document {index + 1}"
@@ -73,8 +86,8 @@ def load_documents(text: str, source: str) -> list[tuple[str, Any, int | None]]:
             message = to_message(body, message_class(), strict=True)
         except ValueError as exc:
             raise ValueError(f"{where} ({kind}): {exc}") from exc
-        out.append((kind, message, expected))
-    out.sort(key=lambda item: _APPLY_ORDER.index(item[0]))
+        out.append(Document(kind, message, expected, where))
+    out.sort(key=lambda item: _APPLY_ORDER.index(item.kind))
     return out
 
 
@@ -133,14 +146,25 @@ def _catalog(args: argparse.Namespace, env: Mapping[str, str]) -> CatalogClient:
 
 
 def _cmd_apply(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    docs: list[tuple[str, Any, int | None]] = []
+    """Apply in dependency order; stop at the first refusal and say what was left undone."""
+    docs: list[Document] = []
     for name in args.file:
         text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
         docs.extend(load_documents(text, name))
     client = _catalog(args, env)
-    for kind, message, expected in docs:
-        stored = client.apply(kind, message, expected)
-        print(f"{kind.lower()}/{stored.key} applied (version {stored.version})")
+    for done, doc in enumerate(docs):
+        try:
+            stored = client.apply(doc.kind, doc.message, doc.expected_version)
+        except grpc.RpcError as exc:
+            name = f"{doc.kind.lower()}/{doc.message.key}"
+            print(
+                f"ensayo apply: {doc.where} ({name}): {exc.code().name}: {exc.details()}\n"
+                f"ensayo apply: {done} applied, {len(docs) - done} not applied (this one and "
+                "every document after it)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{doc.kind.lower()}/{stored.key} applied (version {stored.version})")
     return 0
 
 
