@@ -36,10 +36,9 @@ _OUTPUT_ONLY = ("version", "update_time")
 
 def definition_from_pb(kind: Kind, message: Message) -> Definition:
     """The domain definition in ``message``; raises InvalidArgument naming the field."""
-    data = from_message(message, skip=_OUTPUT_ONLY)
-    try:
-        return codec.decode(CLASS_OF[kind], data)
-    except (TypeError, ValueError) as exc:
+    try:  # from_message too: a NaN in a Struct, a Timestamp out of range raise ValueError
+        return codec.decode(CLASS_OF[kind], from_message(message, skip=_OUTPUT_ONLY))
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidArgument(FIELD_OF[kind], f"malformed definition: {exc}") from exc
 
 

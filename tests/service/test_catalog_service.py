@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import math
+
 import grpc
 import pytest
+from google.protobuf import struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -320,3 +324,67 @@ class TestCliApply:
         assert "metric/ok applied" not in out
         assert f"{spec}: document 2 (metric/r): INVALID_ARGUMENT" in err
         assert "1 applied, 2 not applied" in err
+
+
+def _struct(**values) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(values)
+    return out
+
+
+def _two_variants(**kw) -> d.Experiment:
+    return d.Experiment(key="e", variants=[d.Variant(key="a"), d.Variant(key="b")], **kw)
+
+
+class TestBadFieldsAreInvalid:
+    """Found in review: each of these was INTERNAL (an exception outside validation)."""
+
+    @pytest.mark.parametrize(
+        ("call", "field"),
+        [
+            (
+                lambda s: s.ApplyExperiment(
+                    c.ApplyExperimentRequest(
+                        experiment=_two_variants(targeting=_struct(age=math.nan))
+                    )
+                ),
+                "experiment",
+            ),
+            (
+                lambda s: s.ApplyAction(
+                    c.ApplyActionRequest(
+                        action=d.Action(
+                            key="a",
+                            channel="email",
+                            start_time=timestamp_pb2.Timestamp(seconds=10**13),
+                        )
+                    )
+                ),
+                "action",
+            ),
+            (
+                lambda s: s.ListAuditRecords(
+                    c.ListAuditRecordsRequest(
+                        page_token=base64.urlsafe_b64encode(b"99999999999999999999").decode()
+                    )
+                ),
+                "page_token",
+            ),
+            (
+                lambda s: s.ApplyExperiment(
+                    c.ApplyExperimentRequest(
+                        experiment=_two_variants(
+                            allocation=d.ALLOCATION_FIXED,
+                            bandit=d.BanditConfig(exploration_floor=math.nan),
+                        )
+                    )
+                ),
+                "experiment.bandit.exploration_floor",
+            ),
+        ],
+        ids=["nan-in-struct", "timestamp-out-of-range", "huge-page-token", "unused-bandit-nan"],
+    )
+    def test_invalid_argument_naming_the_field(self, catalog, call, field) -> None:
+        code, details = _code(lambda: call(catalog))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert details.startswith(f"{field}:")

@@ -170,6 +170,8 @@ class CatalogUseCases:
             before = int(raw) if raw else 0
         except ValueError as exc:
             raise InvalidArgument("page_token", "not a token from a previous response") from exc
+        if not 0 <= before < 2**63:  # an id; a larger number overflowed the SQL driver
+            raise InvalidArgument("page_token", "not a token from a previous response")
         rows = self._repo.audit(kind, key, before, size + 1)
         more = len(rows) > size
         rows = list(rows[:size])

@@ -167,6 +167,13 @@ def _layer(p: _Problems, e: Experiment, known: Known) -> None:
 
 def _bandit(p: _Problems, e: Experiment) -> None:
     if e.allocation is not Allocation.BANDIT:
+        if e.bandit is not None:  # unused, but stored: its numbers must at least be storable
+            for path, value in (
+                ("bandit.exploration_floor", e.bandit.exploration_floor),
+                ("bandit.update_period_s", e.bandit.update_period_s),
+            ):
+                if not math.isfinite(value):
+                    p.add(path, "must be finite")
         return
     b = e.bandit
     if b is None or b.algorithm is None:
