@@ -12,14 +12,30 @@ from ensayo.catalog.model import (
     ExperimentState,
     Kind,
     Layer,
+    LayerRange,
     Metric,
     MetricKind,
     Variant,
 )
-from ensayo.catalog.usecases import CatalogUseCases
-from ensayo.errors import AlreadyExists, VersionConflict
+from ensayo.catalog.usecases import CatalogUseCases, list_all
+from ensayo.errors import AlreadyExists, InvalidArgument, VersionConflict
 from ensayo.storage import engine as sql
 from ensayo.storage.catalog_repo import SqlCatalogRepository
+
+
+def _race(target, n: int) -> None:
+    """Run ``target(i)`` on ``n`` threads released together."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        target(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def _now() -> datetime:
@@ -115,18 +131,85 @@ class TestRepository:
         def write(i: int) -> None:
             try:
                 uc.apply(Layer("l", description=str(i)), None, "w", "layer")
-            except VersionConflict as exc:  # PostgreSQL may refuse a lost race; SQLite queues
+            except VersionConflict as exc:  # PostgreSQL refused lost races before the lock
                 errors.append(exc)
 
-        threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        head = repo.get(Kind.LAYER, "l").version
-        assert head == 7 - len(errors)
+        _race(write, 6)
+        assert errors == []
+        assert repo.get(Kind.LAYER, "l").version == 7
         versions = sorted(r.version for _, r in repo.audit("layer", "l", 0, 100))
-        assert versions == list(range(1, head + 1))
+        assert versions == list(range(1, 8))
+
+    def test_racing_creates_of_a_new_key(self, usecases, repo) -> None:
+        """Unconditional creates all land; of create-only ones exactly one does and the rest
+        are ALREADY_EXISTS (on PostgreSQL they were ABORTED conflicts; found in review)."""
+        uc, _ = usecases
+        outcomes: list[str] = []
+
+        def create(key: str, expected: int | None) -> None:
+            try:
+                uc.apply(Layer(key), expected, "w", "layer")
+                outcomes.append("ok")
+            except (AlreadyExists, VersionConflict) as exc:
+                outcomes.append(type(exc).__name__)
+
+        _race(lambda i: create("free-for-all", None), 6)
+        assert outcomes == ["ok"] * 6
+        assert repo.get(Kind.LAYER, "free-for-all").version == 6
+        outcomes.clear()
+        _race(lambda i: create("create-only", 0), 6)
+        assert sorted(outcomes) == ["AlreadyExists"] * 5 + ["ok"]
+
+    def test_overlapping_layer_ranges_cannot_both_be_stored_by_racing_writes(
+        self, usecases, repo
+    ) -> None:
+        """The overlap check reads the other experiments under the write lock: of two racing
+        experiments claiming the same half of a layer, one is refused (both were stored in
+        most trials when the check ran before the transaction; found in review)."""
+        uc, _ = usecases
+        uc.apply(Layer("lay"), None, "a", "layer")
+        for trial in range(10):
+            refused: list[Exception] = []
+
+            def claim(i: int, trial: int = trial, refused: list[Exception] = refused) -> None:
+                experiment = Experiment(
+                    f"e{trial}-{i}",
+                    (Variant("a"), Variant("b")),
+                    layer="lay",
+                    layer_range=LayerRange(0.0, 0.5),
+                )
+                try:
+                    uc.apply(experiment, None, "w", "experiment")
+                except InvalidArgument as exc:
+                    refused.append(exc)
+
+            _race(claim, 2)
+            assert len(refused) == 1, trial
+            uc.set_experiment_state(  # free the half for the next trial
+                next(
+                    e.key
+                    for e in list_all(repo, Kind.EXPERIMENT)
+                    if e.key.startswith(f"e{trial}-")
+                ),
+                ExperimentState.STOPPED,
+                None,
+                "a",
+            )
+
+    def test_one_snapshot_version_is_one_content_under_racing_writes(self, usecases, repo) -> None:
+        """Writes to different keys race; every snapshot published with a given version holds
+        the same definitions, and the newest holds them all. (On PostgreSQL a write could
+        commit after a later-numbered one, so a version was published without it and the
+        data plane, which only takes newer versions, never saw it; found in review.)"""
+        uc, publisher = usecases
+        for round_ in range(10):
+            _race(lambda i, r=round_: uc.apply(Layer(f"r{r}-{i}"), None, "w", "layer"), 4)
+        contents: dict[int, set[str]] = {}
+        for snapshot in publisher.published:
+            keys = {layer.key for layer in snapshot.layers}
+            assert contents.setdefault(snapshot.version, keys) == keys
+        newest = max(contents)
+        assert contents[newest] == {f"r{r}-{i}" for r in range(10) for i in range(4)}
 
     def test_snapshot_holds_latest_of_everything_and_its_version(self, usecases, repo) -> None:
         """The snapshot version is the last write's id; each write publishes a newer one."""

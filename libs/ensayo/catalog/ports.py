@@ -8,12 +8,17 @@ from typing import Protocol
 
 from ensayo.catalog.model import AuditOperation, AuditRecord, Definition, Kind, Snapshot
 
-__all__ = ["Build", "CatalogRepository", "Clock", "SnapshotPublisher"]
+__all__ = ["Build", "CatalogRepository", "Clock", "ReadAll", "SnapshotPublisher"]
 
 Clock = Callable[[], datetime]
 # Given the stored latest version (or None), return the new definition and the operation;
 # raises to abort the write. Runs inside the storage transaction.
-Build = Callable[[Definition | None], tuple[Definition, AuditOperation]]
+ReadAll = Callable[[Kind], Sequence[Definition]]
+"""Every latest definition of a kind, read inside the writing transaction."""
+Build = Callable[[Definition | None, ReadAll], tuple[Definition, AuditOperation]]
+"""``build(current, read_all)``: the new version from the current one, inside the write
+transaction, which holds the catalog's write lock: what it reads cannot change before the
+commit (so a check across definitions, such as layer ranges, cannot race another write)."""
 
 
 class CatalogRepository(Protocol):

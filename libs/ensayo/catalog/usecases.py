@@ -25,7 +25,7 @@ from ensayo.catalog.model import (
     Kind,
     LayerRange,
 )
-from ensayo.catalog.ports import CatalogRepository, Clock, SnapshotPublisher
+from ensayo.catalog.ports import CatalogRepository, Clock, ReadAll, SnapshotPublisher
 from ensayo.catalog.validation import Known, legal_moves, validate, validate_key
 from ensayo.errors import EnsayoError, FailedPrecondition, InvalidArgument, NotFound
 
@@ -84,9 +84,13 @@ class CatalogUseCases:
         kind = KIND_OF[type(definition)]
         if expected_version is not None and expected_version < 0:
             raise InvalidArgument("expected_version", "must be >= 0")
-        validate(definition, root, self._known(kind, definition))
 
-        def build(current: Definition | None) -> tuple[Definition, AuditOperation]:
+        def build(
+            current: Definition | None, read_all: ReadAll
+        ) -> tuple[Definition, AuditOperation]:
+            # Under the write lock: two concurrent writes cannot both pass the checks across
+            # definitions (overlapping layer ranges did, when this ran before the transaction).
+            validate(definition, root, _known(kind, definition, read_all))
             new = definition
             if isinstance(new, Experiment):
                 new = _merge_state(new, current, root)
@@ -109,7 +113,9 @@ class CatalogUseCases:
         if state is None:
             raise InvalidArgument("state", "required")
 
-        def build(current: Definition | None) -> tuple[Definition, AuditOperation]:
+        def build(
+            current: Definition | None, _read_all: ReadAll
+        ) -> tuple[Definition, AuditOperation]:
             if not isinstance(current, Experiment):
                 raise NotFound("experiment", key)
             if state not in legal_moves()[current.state]:
@@ -180,31 +186,27 @@ class CatalogUseCases:
         return Page(records, token)
 
     # -- helpers --------------------------------------------------------------------------
-    def _known(self, kind: Kind, definition: Definition) -> Known:
-        if kind is Kind.EXPERIMENT:
-            assert isinstance(definition, Experiment)  # noqa: S101
-            experiments = self._all(Kind.EXPERIMENT)
-            ranges: dict[str, list[tuple[str, LayerRange]]] = {}
-            for e in experiments:
-                assert isinstance(e, Experiment)  # noqa: S101
-                if e.layer and e.layer_range and e.state is not ExperimentState.STOPPED:
-                    ranges.setdefault(e.layer, []).append((e.key, e.layer_range))
-            return Known(
-                metrics=self._keys(Kind.METRIC),
-                layers=self._keys(Kind.LAYER),
-                holdouts=self._keys(Kind.HOLDOUT),
-                layer_ranges={k: tuple(v) for k, v in ranges.items()},
-            )
-        if kind is Kind.CONTACT_POLICY:
-            assert isinstance(definition, ContactPolicy)  # noqa: S101
-            return Known(actions=self._keys(Kind.ACTION))
-        return Known()
 
-    def _all(self, kind: Kind) -> list[Definition]:
-        return list_all(self._repo, kind)
 
-    def _keys(self, kind: Kind) -> frozenset[str]:
-        return frozenset(d.key for d in self._all(kind))
+def _known(kind: Kind, definition: Definition, read_all: ReadAll) -> Known:
+    """What validating ``definition`` needs to know of the other definitions."""
+    if kind is Kind.EXPERIMENT:
+        assert isinstance(definition, Experiment)  # noqa: S101
+        ranges: dict[str, list[tuple[str, LayerRange]]] = {}
+        for e in read_all(Kind.EXPERIMENT):
+            assert isinstance(e, Experiment)  # noqa: S101
+            if e.layer and e.layer_range and e.state is not ExperimentState.STOPPED:
+                ranges.setdefault(e.layer, []).append((e.key, e.layer_range))
+        return Known(
+            metrics=frozenset(d.key for d in read_all(Kind.METRIC)),
+            layers=frozenset(d.key for d in read_all(Kind.LAYER)),
+            holdouts=frozenset(d.key for d in read_all(Kind.HOLDOUT)),
+            layer_ranges={k: tuple(v) for k, v in ranges.items()},
+        )
+    if kind is Kind.CONTACT_POLICY:
+        assert isinstance(definition, ContactPolicy)  # noqa: S101
+        return Known(actions=frozenset(d.key for d in read_all(Kind.ACTION)))
+    return Known()
 
 
 def list_all(repo: CatalogRepository, kind: Kind) -> list[Definition]:

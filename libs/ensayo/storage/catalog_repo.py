@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ensayo.catalog import codec
@@ -57,18 +57,8 @@ class SqlCatalogRepository:
 
     def list(self, kind: Kind, after_key: str, limit: int) -> Sequence[Definition]:
         """Latest versions with key > after_key, ordered by key."""
-        v, h = definition_versions, definition_heads
-        query = (
-            select(v.c.body)
-            .join(h, and_(h.c.kind == v.c.kind, h.c.key == v.c.key, h.c.version == v.c.version))
-            .where(v.c.kind == kind.value, v.c.key > after_key)
-            .order_by(v.c.key)
-            .limit(limit)
-        )
         with self._engine.connect() as conn:
-            rows = conn.execute(query).scalars().all()
-        cls = CLASS_OF[kind]
-        return [codec.loads(cls, body) for body in rows]
+            return _latest(conn, kind, after_key, limit)
 
     def save(
         self,
@@ -83,6 +73,11 @@ class SqlCatalogRepository:
         h = definition_heads
         try:
             with self._engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # One writer at a time (SQLite's BEGIN IMMEDIATE does the same): audit ids,
+                    # which version snapshots, then commit in the order they are handed out,
+                    # and checks across definitions read what no one else is changing.
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK})")
                 head = conn.execute(
                     select(h.c.version)
                     .where(h.c.kind == kind.value, h.c.key == key)
@@ -90,7 +85,7 @@ class SqlCatalogRepository:
                 ).scalar_one_or_none()
                 _check_expected(kind, key, head, expected_version)
                 current = self.get_in(conn, kind, key, head) if head else None
-                new, operation = build(current)
+                new, operation = build(current, lambda k: _latest(conn, k, "", None))
                 conn.execute(
                     insert(definition_versions).values(
                         kind=kind.value,
@@ -191,6 +186,24 @@ class SqlCatalogRepository:
             contact_policies=tuple(grouped[Kind.CONTACT_POLICY]),  # type: ignore[arg-type]
             created_at=now,
         )
+
+
+_WRITE_LOCK = 0x656E7362  # "ensb": the catalog's write lock on PostgreSQL (migrations: "ensa")
+
+
+def _latest(conn: Connection, kind: Kind, after_key: str, limit: int | None) -> list[Definition]:
+    """Latest versions of ``kind`` with key > ``after_key``, by key, at most ``limit``."""
+    v, h = definition_versions, definition_heads
+    query = (
+        select(v.c.body)
+        .join(h, and_(h.c.kind == v.c.kind, h.c.key == v.c.key, h.c.version == v.c.version))
+        .where(v.c.kind == kind.value, v.c.key > after_key)
+        .order_by(v.c.key)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    cls = CLASS_OF[kind]
+    return [codec.loads(cls, body) for body in conn.execute(query).scalars().all()]
 
 
 def _check_expected(kind: Kind, key: str, head: int | None, expected: int | None) -> None:
