@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis as redis_lib
 
-from ensayo.events.model import DECISION, OUTCOME, Event
+from ensayo.events.model import DECISION, EXPOSURE, OUTCOME, Event, exposure_id
 from ensayo.state.consumer import DEAD_LETTER_KEY, ConsumerHooks, StreamConsumer
 from ensayo.state.events import STREAM_KEY, RedisEventLog, encode_event
 from ensayo.storage import engine as sql
@@ -251,6 +251,28 @@ class TestStreamHygiene:
         assert sorted(store.event_ids()) == ["e0", "e1", "e2", "p"]
         assert client.xlen(DEAD_LETTER_KEY) == 0
         assert client.xpending(STREAM_KEY, "analysis")["pending"] == 0
+
+    def test_exposure_ids_of_long_unit_ids_stay_distinct(self, client, store) -> None:
+        """An exposure id holds the unit id (CONTRACT.md): with 300-character unit ids it is
+        over 256 characters, and two that differ only at the end are two rows (PostgreSQL cut
+        them to 256 in a cast, so they collided and one exposure was lost; found in review)."""
+        units = ["u" * 299 + "a", "u" * 299 + "b"]
+        exposures = [
+            Event(
+                exposure_id("exp", 1, unit),
+                unit,
+                EXPOSURE,
+                T0,
+                experiment_key="exp",
+                experiment_version=1,
+                variant_key="b",
+                probability=0.5,
+            )
+            for unit in units
+        ]
+        RedisEventLog(client).append(exposures)
+        _consumer(client, store, "a").drain()
+        assert sorted(store.event_ids()) == sorted(e.event_id for e in exposures)
 
     def test_an_event_the_database_refuses_is_isolated(self, client, store) -> None:
         """One bad row (a key too long for PostgreSQL) goes aside; its batch is stored."""

@@ -74,7 +74,8 @@ def check_unit_ids(unit_ids: Sequence[str], field: str = "unit_ids") -> None:
     """Validate a batch's ids at once; the error names the first bad one (``unit_ids[7]``).
 
     ``ResourceExhausted`` beyond ``MAX_BATCH_UNITS`` ids; ``InvalidArgument`` for none, or
-    an id that is empty or longer than ``MAX_UNIT_ID_CHARS``.
+    an id that is empty, longer than ``MAX_UNIT_ID_CHARS`` or holds a NUL (fixed-width ids
+    read from the wire hold none).
     """
     n = len(unit_ids)
     if n > MAX_BATCH_UNITS:
@@ -91,6 +92,9 @@ def check_unit_ids(unit_ids: Sequence[str], field: str = "unit_ids") -> None:
         raise InvalidArgument(
             f"{field}[{int(bad[0])}]", f"must have 1 to {MAX_UNIT_ID_CHARS} characters"
         )
+    if "\x00" in "".join(unit_ids):  # one scan in C; which id only when there is one
+        first = next(i for i, unit_id in enumerate(unit_ids) if "\x00" in unit_id)
+        raise InvalidArgument(f"{field}[{first}]", "must not contain NUL characters")
 
 
 def _exposure(

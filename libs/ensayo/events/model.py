@@ -30,7 +30,7 @@ DECISION = "$decision"
 # An outcome reported through DecisioningService.ReportOutcome: value = reward.
 OUTCOME = "$outcome"
 MAX_EVENTS_PER_CALL = 10_000
-_MAX_ID = 256
+_MAX_ID = 1024
 _MAX_UNIT = 512
 _MAX_NAME = 128
 _MAX_FUTURE = timedelta(days=1)

@@ -16,7 +16,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, cast, create_engine, event, func, select
+from sqlalchemy import (
+    Engine,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -132,7 +143,15 @@ def _unnest_insert(table: Table) -> Any:
     round of the driver's executemany per row (several times faster in psycopg 3).
     """
     names = list(table.c.keys())
-    arrays = [cast(bindparam(n), postgresql.ARRAY(table.c[n].type)) for n in names]
+    # Strings travel as unbounded text: a cast to VARCHAR(n)[] truncates silently, and two ids
+    # that differ past n characters then collide; into the column, too long is an error.
+    arrays = [
+        cast(
+            bindparam(n),
+            postgresql.ARRAY(Text() if isinstance(table.c[n].type, String) else table.c[n].type),
+        )
+        for n in names
+    ]
     source = select(func.unnest(*arrays).table_valued(*names).render_derived("batch"))
     return postgresql.insert(table).from_select(names, source).on_conflict_do_nothing()
 

@@ -79,7 +79,7 @@ audit_records = Table(
 events = Table(
     "events",
     metadata,
-    Column("event_id", String(256), primary_key=True),
+    Column("event_id", String(1024), primary_key=True),  # an exposure id holds a unit id
     Column("unit_id", String(512), nullable=False),
     Column("name", String(128), nullable=False),
     Column("time_us", BigInteger, nullable=False),
@@ -146,7 +146,7 @@ decisions = Table(
 outcomes = Table(
     "outcomes",
     metadata,
-    Column("event_id", String(256), primary_key=True),
+    Column("event_id", String(1024), primary_key=True),
     Column("decision_id", String(256), nullable=False),
     Column("action_key", String(128), nullable=False),
     Column("reward", Double, nullable=False),

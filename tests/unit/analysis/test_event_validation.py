@@ -20,7 +20,7 @@ def _ok(i: int) -> Event:
 
 BAD = [
     (Event("", "u", "n", NOW), "event_id", "required"),
-    (Event("e" * 257, "u", "n", NOW), "event_id", "must be at most 256 characters"),
+    (Event("e" * 1025, "u", "n", NOW), "event_id", "must be at most 1024 characters"),
     (Event("e", "", "n", NOW), "unit_id", "required"),
     (Event("e", "u" * 513, "n", NOW), "unit_id", "must be at most 512 characters"),
     (Event("e", "u", "", NOW), "name", "required"),
@@ -51,7 +51,7 @@ class TestValidateEvents:
         """Longest ids, probabilities 0 and 1, exactly one day ahead, a complete exposure."""
         validate_events(
             [
-                Event("e" * 256, "u" * 512, "n" * 128, NOW + timedelta(days=1)),
+                Event("e" * 1024, "u" * 512, "n" * 128, NOW + timedelta(days=1)),
                 Event("e", "u", "n", NOW, probability=0.0),
                 Event("e", "u", "n", NOW, probability=1.0),
                 Event("e", "u", EXPOSURE, NOW, experiment_key="x", variant_key="b"),

@@ -284,10 +284,12 @@ class TestBatchValidation:
             ([], "unit_ids"),
             (["a", "", "b"], "unit_ids[1]"),
             (["a", "b", "x" * 513], "unit_ids[2]"),
+            (["a", "b", "c", "user\x0042"], "unit_ids[3]"),  # as Assign refuses (review)
         ],
     )
     def test_bad_ids_are_named(self, rig, ids, field) -> None:
-        """No ids, or an empty or too long one: INVALID_ARGUMENT naming the item."""
+        """No ids, an empty or too long one, or one with a NUL (its exposure could not be
+        stored in PostgreSQL): INVALID_ARGUMENT naming the item."""
         with pytest.raises(InvalidArgument) as err:
             rig.batch("plain", ids)
         assert err.value.field == field
