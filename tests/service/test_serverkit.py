@@ -262,3 +262,20 @@ class TestAuth:
         """Health needs no key."""
         reply = health_pb2_grpc.HealthStub(secured).Check(health_pb2.HealthCheckRequest())
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class TestUndecodableRequests:
+    def test_bytes_that_are_no_message_are_invalid_argument(self, catalog_server) -> None:
+        """A string field that is not UTF-8, or a truncated message, is the caller's mistake:
+        INVALID_ARGUMENT on ``request``, not gRPC's INTERNAL from its deserialiser (found in
+        review, for Assign and GetMemberships; every service shares the kit)."""
+        with grpc.insecure_channel(f"127.0.0.1:{catalog_server.port}") as channel:
+            get_layer = channel.unary_unary("/ensayo.v1.CatalogService/GetLayer")
+            for raw in (b"\n\x02\xff\xfe", b"\n\x05ab"):  # key: invalid UTF-8; cut short
+                with pytest.raises(grpc.RpcError) as info:
+                    get_layer(raw, timeout=5)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert info.value.details().startswith("request: not a valid message")
+            with pytest.raises(grpc.RpcError) as info:  # a valid message still gets through
+                get_layer(b"\n\x05ghost", timeout=5)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND

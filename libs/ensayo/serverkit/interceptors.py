@@ -19,8 +19,9 @@ from typing import Any, cast
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
-from ensayo.errors import EnsayoError
+from ensayo.errors import EnsayoError, InvalidArgument
 from ensayo.serverkit.auth import Authenticator
 from ensayo.serverkit.context import CallInfo, set_actor, set_call
 from ensayo.serverkit.errors import REQUEST_ID_KEY, status_for
@@ -128,8 +129,9 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return wrapped
 
     def _wrap(self, handler: Any, method: str) -> Any:
+        deserializer = handler.request_deserializer
         kwargs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _tolerant(deserializer) if deserializer else None,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
@@ -142,20 +144,24 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method), **kwargs
+                self._unary(handler.stream_unary, method, streamed=True), **kwargs
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(handler.stream_stream, method), **kwargs
+            self._streaming(handler.stream_stream, method, streamed=True), **kwargs
         )
 
     def _unary(
-        self, behaviour: Callable[[Any, grpc.ServicerContext], Any], method: str
+        self,
+        behaviour: Callable[[Any, grpc.ServicerContext], Any],
+        method: str,
+        *,
+        streamed: bool = False,
     ) -> Callable[[Any, grpc.ServicerContext], Any]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             call = _Call(self, method)
             try:
                 call.begin(context)
-                return behaviour(request, context)
+                return behaviour(_checked(request, streamed=streamed), context)
             except Exception as exc:
                 call.fail(exc, context)
                 raise  # unreachable: abort raises
@@ -165,13 +171,17 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         return wrapped
 
     def _streaming(
-        self, behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str
+        self,
+        behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+        method: str,
+        *,
+        streamed: bool = False,
     ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call = _Call(self, method)
             try:
                 call.begin(context)
-                yield from behaviour(request, context)
+                yield from behaviour(_checked(request, streamed=streamed), context)
             except Exception as exc:
                 call.fail(exc, context)
                 raise  # unreachable: abort raises
@@ -179,3 +189,49 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
                 call.end()
 
         return wrapped
+
+
+class _Undecodable:
+    """What a request that is no valid message deserialises to, so the call can refuse it."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """``deserializer`` that answers :class:`_Undecodable` instead of raising.
+
+    gRPC deserialises before any handler runs and answers a failure with INTERNAL; bytes that
+    are no valid message (a string that is not UTF-8, a truncated field) are the caller's
+    mistake, so the wrapped behaviour turns them into INVALID_ARGUMENT on ``request``.
+    """
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except (DecodeError, ValueError) as exc:
+            return _Undecodable(str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+def _refuse(request: _Undecodable) -> InvalidArgument:
+    return InvalidArgument("request", f"not a valid message: {request.reason}")
+
+
+def _checked(request: Any, *, streamed: bool) -> Any:
+    """The request, or (in a request stream, at that message) the refusal of a bad one."""
+    if streamed:
+        return _checked_stream(request)
+    if type(request) is _Undecodable:
+        raise _refuse(request)
+    return request
+
+
+def _checked_stream(requests: Iterator[Any]) -> Iterator[Any]:
+    for request in requests:
+        if type(request) is _Undecodable:
+            raise _refuse(request)
+        yield request
