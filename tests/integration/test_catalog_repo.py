@@ -96,6 +96,12 @@ class TestRepository:
         with pytest.raises(VersionConflict):
             uc.apply(Layer("l"), 5, "a", "layer")
         assert uc.apply(Layer("l"), 1, "a", "layer").version == 2
+        for write in (  # negative: INVALID_ARGUMENT for both writes (SetState said ABORTED)
+            lambda: uc.apply(Layer("l"), -1, "a", "layer"),
+            lambda: uc.set_experiment_state("e", ExperimentState.RUNNING, -1, "a"),
+        ):
+            with pytest.raises(InvalidArgument, match="expected_version"):
+                write()
 
     def test_concurrent_writers_with_the_same_expected_version(self, usecases, repo) -> None:
         """Of 8 racing writers expecting version 1, exactly one wins; the rest are conflicts."""

@@ -112,6 +112,8 @@ class CatalogUseCases:
         validate_key(key)
         if state is None:
             raise InvalidArgument("state", "required")
+        if expected_version is not None and expected_version < 0:
+            raise InvalidArgument("expected_version", "must be >= 0")
 
         def build(
             current: Definition | None, _read_all: ReadAll
