@@ -388,9 +388,7 @@ class DecisioningUseCases:
                 chunk.counts[r] = reply.counts
                 self._remember(frame, chunk.units[r].id, reply.state)
                 if not reply.matched:
-                    remaining[chunk.choices[r].indices] += 1  # its budget goes back
-                    chunk.states[r] = reply.state
-                    chunk.choices[r] = Choice.empty()
+                    _unchoose(chunk, r, reply.state, remaining)
                     retry.append(r)
             pending = retry
             if not pending:
@@ -408,9 +406,7 @@ class DecisioningUseCases:
         open_state = _open_state(frame)
         guessed = [r for r in pending if chunk.states[r] != open_state]
         for r in guessed:
-            remaining[chunk.choices[r].indices] += 1  # its budget goes back
-            chunk.states[r] = open_state
-            chunk.choices[r] = Choice.empty()
+            _unchoose(chunk, r, open_state, remaining)
         return self._choose(frame, chunk, guessed, remaining) if guessed else remaining
 
     def _remember(self, frame: _Frame, unit_id: str, state: ContactState) -> None:
@@ -645,6 +641,13 @@ class DecisioningUseCases:
             if self.settings.on_redis_down is FailureMode.CLOSED:
                 raise
             _log.warning("decisions_not_logged", error=str(exc), decisions=len(decisions))
+
+
+def _unchoose(chunk: _Chunk, r: int, state: ContactState, remaining: NDArray[np.float64]) -> None:
+    """Take back unit ``r``'s choice (its budget too), to choose again under ``state``."""
+    remaining[chunk.choices[r].indices] += 1
+    chunk.states[r] = state
+    chunk.choices[r] = Choice.empty()
 
 
 def _at(frame: _Frame, now: datetime) -> _Frame:
