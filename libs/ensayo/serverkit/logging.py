@@ -24,10 +24,14 @@ _LEVELS["error"] = logging.ERROR
 def configure(level: str = "info", fmt: str = "auto") -> None:
     """Set up structlog for a server process; ``fmt`` is auto, json or console."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    # Tracebacks without local variables: a frame's locals hold unit ids, attributes and
+    # configuration, which logs must never carry (structlog shows them by default).
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -37,7 +41,11 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.StackInfoRenderer(),
     ]
     if use_json:
-        processors.append(structlog.processors.dict_tracebacks)
+        processors.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
     processors.append(renderer)
     structlog.configure(
         processors=processors,
