@@ -148,8 +148,17 @@ def render_table(report: pb.ExperimentReport) -> str:
 
 
 def render_json(report: pb.ExperimentReport) -> str:
-    """The report message as JSON (proto field names; unset optional fields left out)."""
-    data = json_format.MessageToDict(report, preserving_proto_field_name=True)
+    """The report message as JSON, with proto field names.
+
+    Unset optional fields are left out; fields without presence are always there, so a
+    ``false`` or a ``0`` is never mistaken for a missing value.
+    """
+    data = json_format.MessageToDict(
+        report,
+        preserving_proto_field_name=True,
+        # A failed SRM check is ok=false and p=0: defaults, which MessageToDict leaves out.
+        always_print_fields_with_no_presence=True,
+    )
     return json.dumps(data, indent=2) + "\n"
 
 
@@ -191,9 +200,9 @@ def _forest(metric: pb.MetricResult) -> str:
     ]
     for i, (c, lo, mid, hi) in enumerate(items):
         y = 18 + i * row
-        tone = "win" if c.significant and mid > 0 else "loss" if c.significant else "flat"
-        if metric.lower_is_better and c.significant:
-            tone = "win" if mid < 0 else "loss"
+        # The direction of the change itself (the absolute lift), never of the relative one.
+        rise = c.absolute_lift > 0
+        tone = "flat" if not c.significant else "win" if rise != metric.lower_is_better else "loss"
         parts += [
             f'<text x="{left - 10}" y="{y + 4}" text-anchor="end">'
             f"{html.escape(c.variant_key)}</text>",

@@ -134,8 +134,8 @@ def lift_moments(control: Arm, treatment: Arm, *, welch: bool) -> LiftMoments:
     relative: float | None = None
     if mean_c == 0:
         warnings.append(StatWarning.CONTROL_MEAN_ZERO)
-    else:
-        relative = absolute / mean_c
+    else:  # over |control|: a rise from -10 to -5 is +50%, not -50% (the sign of the change)
+        relative = absolute / abs(mean_c)
     result = dataclasses.replace(result, absolute=absolute, relative=relative)
     var_c, var_t = control.var_mean, treatment.var_mean
     if var_c is None or var_t is None:

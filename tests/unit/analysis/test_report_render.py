@@ -70,6 +70,23 @@ class TestRenderers:
         data = json.loads(render_json(_report()))
         assert data["metrics"][0]["comparisons"][0]["relative_ci_high"] == 0.33
 
+    def test_json_keeps_a_failed_srm_check(self) -> None:
+        """ok=false and p=0 are defaults, which MessageToDict leaves out: a reader would have
+        seen an empty check and assumed it passed (found in review)."""
+        report = _report()
+        report.srm.CopyFrom(pb.SampleRatioCheck(p_value=0.0, ok=False))
+        assert json.loads(render_json(report))["srm"] == {"p_value": 0.0, "ok": False}
+
+    def test_chart_colours_by_the_change_not_by_the_relative_lift(self) -> None:
+        """A significant rise from a negative control mean is a win (green), whatever sign a
+        relative figure has."""
+        report = _report()
+        comparison = report.metrics[0].comparisons[0]
+        comparison.control_mean, comparison.treatment_mean = -10.0, -5.0
+        comparison.absolute_lift, comparison.relative_lift = 5.0, -0.5
+        comparison.relative_ci_low, comparison.relative_ci_high = -0.6, -0.4
+        assert 'class="ci win"' in render_html(report)
+
     def test_html_is_one_self_contained_page_with_a_chart(self) -> None:
         """Inline SVG, inline CSS, nothing fetched, text escaped."""
         page = render_html(_report())

@@ -71,6 +71,20 @@ class TestWelchAgainstScipy:
         assert result.relative_ci_low == pytest.approx(result.relative_lift - half)
         assert result.relative_ci_high == pytest.approx(result.relative_lift + half)
 
+    def test_a_negative_control_mean_keeps_the_sign_of_the_change(self):
+        """Profit from -10 to -5 is a rise: scipy's t is positive, and so is the relative
+        lift, +50% of |control| (it was -50%, and the report advised shipping a 'drop')."""
+        rng = np.random.default_rng(7)
+        control, treatment = rng.normal(-10.0, 2.0, 400), rng.normal(-5.0, 2.0, 400)
+        reference = sps.ttest_ind(treatment, control, equal_var=False)
+        result = welch_test(SampleStats.from_values(control), SampleStats.from_values(treatment))
+        assert reference.statistic > 0
+        assert result.relative_lift == pytest.approx(
+            (treatment.mean() - control.mean()) / abs(control.mean())
+        )
+        assert result.relative_lift > 0
+        assert result.relative_ci_low < result.relative_lift < result.relative_ci_high
+
     def test_relative_interval_covers_true_lift(self):
         """Across 1,000 seeded replicates the 95% relative CI covers the true +5% lift 93-97%."""
         rng = np.random.default_rng(5)
