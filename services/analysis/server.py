@@ -57,9 +57,6 @@ def create_server(
 
 def main(env: Mapping[str, str] | None = None) -> int:
     """Serve until SIGTERM; exits non-zero with a clear message without ENSAYO_REDIS_URL."""
-    environ = os.environ if env is None else env
-
-    def start(config: ServerConfig) -> RunningServer:
-        return create_server(config, AnalysisConfig.from_env(environ))
-
-    return run_service("analysis", environ, start)
+    return run_service(
+        "analysis", os.environ if env is None else env, create_server, AnalysisConfig.from_env
+    )

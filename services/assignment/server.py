@@ -66,9 +66,6 @@ def create_server(
 
 def main(env: Mapping[str, str] | None = None) -> int:
     """Serve until SIGTERM; exits non-zero with a clear message without ENSAYO_REDIS_URL."""
-    environ = os.environ if env is None else env
-
-    def start(config: ServerConfig) -> RunningServer:
-        return create_server(config, AssignmentConfig.from_env(environ))
-
-    return run_service("assignment", environ, start)
+    return run_service(
+        "assignment", os.environ if env is None else env, create_server, AssignmentConfig.from_env
+    )

@@ -34,4 +34,9 @@ def create_server(config: ServerConfig, **kwargs: object) -> RunningServer:
 
 def main(env: Mapping[str, str] | None = None) -> int:
     """Serve the catalog until SIGTERM."""
-    return run_service("catalog", os.environ if env is None else env, create_server)
+    return run_service(
+        "catalog",
+        os.environ if env is None else env,
+        lambda config, _settings: create_server(config),
+        lambda _env: None,  # the catalog reads only the shared settings
+    )

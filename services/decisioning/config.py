@@ -1,23 +1,6 @@
 """Decisioning's own settings from ``ENSAYO_DECISIONING_*`` variables (pure; main() reads env).
 
-| variable | default | meaning |
-|---|---|---|
-| ``ENSAYO_DECISIONING_MODEL`` | ``beta`` | ``beta`` or ``linear`` (contextual) |
-| ``ENSAYO_DECISIONING_EXPLORATION`` | ``epsilon_greedy`` | or ``softmax``, ``thompson`` |
-| ``ENSAYO_DECISIONING_EPSILON`` | 0.1 | epsilon-greedy's uniform share per slot |
-| ``ENSAYO_DECISIONING_TEMPERATURE`` | 1.0 | softmax temperature, in score units |
-| ``ENSAYO_DECISIONING_UNIFORM_MIX`` | 0 | floor mixture: propensity ≥ mix·m/k |
-| ``ENSAYO_DECISIONING_PROPENSITY_DRAWS`` | 2000 | Monte Carlo draws of estimated propensities |
-| ``ENSAYO_DECISIONING_FEATURES`` | (bias) | linear features, comma-separated: ``hour,tier=vip`` |
-| ``ENSAYO_DECISIONING_UCB_ALPHA`` | 1.0 | LinUCB bonus (linear, not Thompson) |
-| ``ENSAYO_DECISIONING_TS_SCALE`` | 1.0 | linear Thompson sampling's posterior scale |
-| ``ENSAYO_DECISIONING_RIDGE`` | 1.0 | linear model's ridge λ |
-| ``ENSAYO_DECISIONING_PRIOR_ALPHA`` / ``_PRIOR_BETA`` | 1 / 1 | Beta prior of a cold action |
-| ``ENSAYO_DECISIONING_DISCOUNT`` | 1.0 | Beta evidence decay per outcome, (0, 1] |
-| ``ENSAYO_DECISIONING_ON_REDIS_DOWN`` | ``closed`` | ``closed`` (UNAVAILABLE) or ``open`` |
-| ``ENSAYO_DECISIONING_DECISION_TTL_S`` | 604800 | how long outcomes can join a decision |
-| ``ENSAYO_DECISIONING_MODEL_REFRESH_S`` | 1.0 | how often model parameters are reloaded |
-| ``ENSAYO_DECISIONING_LOG_FLUSH_S`` | 0.005 | ``$decision`` events shipped in batches; 0 in-call |
+Each variable, its default and meaning: the table in docs/decisioning.md (§9).
 """
 
 from __future__ import annotations

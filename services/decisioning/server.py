@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,19 +53,26 @@ def create_server(
 
 def main(env: Mapping[str, str] | None = None) -> int:
     """Serve decisioning until SIGTERM; exit 2 on bad settings or without Redis."""
-    source = os.environ if env is None else env
-    if not source.get("ENSAYO_REDIS_URL"):
-        print(
-            "ensayo decisioning: ENSAYO_REDIS_URL is required (contact counters, models and "
-            "the decision log live in Redis); set it to a redis:// URL",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        settings = settings_from_env(source)
-    except ConfigError as exc:
-        print(f"ensayo decisioning: {exc}", file=sys.stderr)
-        return 2
     return run_service(
-        "decisioning", source, lambda config: create_server(config, settings=settings)
+        "decisioning",
+        os.environ if env is None else env,
+        lambda config, settings: create_server(config, settings=settings),
+        _settings,
     )
+
+
+def _settings(env: Mapping[str, str]) -> DecisioningSettings:
+    """``settings_from_env``, and ENSAYO_REDIS_URL required: ConfigError lists every problem."""
+    problems = []
+    if not env.get("ENSAYO_REDIS_URL"):
+        problems.append(
+            "ENSAYO_REDIS_URL: required (contact counters, models and the decision log live in "
+            "Redis); set it to a redis:// URL"
+        )
+    try:
+        settings = settings_from_env(env)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return settings

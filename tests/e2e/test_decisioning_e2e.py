@@ -66,7 +66,7 @@ class TestDecisioningProcess:
             check=False,
         )
         assert result.returncode == 2
-        assert "ENSAYO_REDIS_URL is required" in result.stderr
+        assert "ENSAYO_REDIS_URL: required" in result.stderr
 
     def test_catalog_to_decision_to_outcome(self, services, redis_url) -> None:
         """Actions applied to the catalog are decided on; decisions and outcomes are logged."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -191,6 +192,18 @@ class TestServe:
         result = _cli(env, "serve", "assignment")
         assert result.returncode == 2
         assert "refusing to bind a non-loopback address" in result.stderr
+
+    def test_a_port_in_use_is_a_clear_startup_failure(self, tmp_path) -> None:
+        """Exit 1 with "cannot start" (it was an unhandled RuntimeError's traceback)."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            env = _env(tmp_path)
+            env["ENSAYO_CATALOG_ADDR"] = f"127.0.0.1:{taken.getsockname()[1]}"
+            env["ENSAYO_DATABASE_URL"] = f"sqlite:///{tmp_path / 'catalog.db'}"
+            result = _cli(env, "serve", "catalog")
+        assert result.returncode == 1
+        assert "ensayo catalog: cannot start:" in result.stderr
 
     def test_sigterm_drains_and_exits_zero(self, tmp_path, redis_url) -> None:
         """SIGTERM: health goes NOT_SERVING, the server stops, the process exits 0."""

@@ -342,13 +342,25 @@ class TestStartup:
     """The service refuses to start without Redis, with a clear message."""
 
     def test_main_without_redis_url(self, capsys) -> None:
-        """main() exits 1 and names ENSAYO_REDIS_URL."""
+        """main() exits 2 (bad configuration) and names ENSAYO_REDIS_URL."""
         env = {
             "ENSAYO_ASSIGNMENT_ADDR": "127.0.0.1:0",
             "ENSAYO_ASSIGNMENT_METRICS_ADDR": "127.0.0.1:0",
         }
-        assert main(env) == 1
+        assert main(env) == 2
         assert "ENSAYO_REDIS_URL is not set" in capsys.readouterr().err
+
+    def test_every_bad_variable_is_named_at_once(self, capsys) -> None:
+        """Shared and service settings are read together: one message lists both (the
+        service's own were reported only after the shared ones were fixed, with exit 1)."""
+        env = {
+            "ENSAYO_ASSIGNMENT_ADDR": "nowhere",
+            "ENSAYO_ALLOCATION_POLL_S": "0",
+            "ENSAYO_REDIS_URL": "redis://127.0.0.1:1/0",
+        }
+        assert main(env) == 2
+        err = capsys.readouterr().err
+        assert "ENSAYO_ASSIGNMENT_ADDR" in err and "ENSAYO_ALLOCATION_POLL_S" in err
 
 
 class _Flaky(pb_grpc.AssignmentServiceServicer):

@@ -226,5 +226,5 @@ class TestStartup:
             timeout=60,
             check=False,
         )
-        assert done.returncode == 1
+        assert done.returncode == 2
         assert "ENSAYO_REDIS_URL is not set" in done.stderr
