@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -30,9 +31,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(getattr(pytest.mark, tier))
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
+    """A TCP port free on loopback right now, below the kernel's ephemeral range.
+
+    A port from ``bind(0)`` lies in that range, which every client socket and every port-0
+    server of the suite also draws from: one of them could take it before the test's server
+    binds it (seen as a service of ``ensayo up`` that could not start). Ports below the range
+    are taken only by explicit binds like this one.
+    """
+    high = _ephemeral_low() - 1
+    for _ in range(100):
+        port = random.randint(max(1024, high - 12_000), high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # a crowded range: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
