@@ -252,9 +252,8 @@ class DecisioningUseCases:
             if index is not None:
                 remaining[index] = budget
         for start in range(0, len(request.units), CHUNK_UNITS):
-            if (
-                start
-            ):  # a long stream: contacts are stamped, and liveness judged, at the chunk's time
+            # A long stream: contacts are stamped, and liveness judged, at each chunk's time.
+            if start:
                 frame = _at(frame, self._clock())
             units = request.units[start : start + CHUNK_UNITS]
             decisions, remaining = self._decide_chunk(frame, units, start, remaining)
@@ -333,10 +332,9 @@ class DecisioningUseCases:
         initial = _open_state(frame)
         states = [initial] * n
         if frame.policies and self._last_states:
-            guess = self._last_states.get
-            version, channel, m = frame.compiled.version, request.channel, request.max_actions
+            guess, scope = self._last_states.get, _state_scope(frame)
             states = [
-                initial if holdouts[r] else guess((version, channel, m, unit.id), initial)
+                initial if holdouts[r] else guess((*scope, unit.id), initial)
                 for r, unit in enumerate(units)
             ]
         return _Chunk(
@@ -411,9 +409,8 @@ class DecisioningUseCases:
 
     def _remember(self, frame: _Frame, unit_id: str, state: ContactState) -> None:
         """Keep a capped state as the unit's next first guess; forget an open one."""
-        request = frame.request
-        key = (frame.compiled.version, request.channel, request.max_actions, unit_id)
-        if state.slots >= request.max_actions and not any(state.capped):
+        key = (*_state_scope(frame), unit_id)
+        if state.slots >= frame.request.max_actions and not any(state.capped):
             if self._last_states:
                 self._last_states.pop(key, None)
             return
@@ -655,6 +652,11 @@ def _at(frame: _Frame, now: datetime) -> _Frame:
     request = frame.request
     available, reasons = frame.actions.available(request.placement, now, reasons=request.explain)
     return replace(frame, now=now, available=available, reasons=reasons)
+
+
+def _state_scope(frame: _Frame) -> tuple[int, str, int]:
+    """What a remembered contact state holds for, besides the unit: snapshot, channel, slots."""
+    return frame.compiled.version, frame.request.channel, frame.request.max_actions
 
 
 def _open_state(frame: _Frame) -> ContactState:
